@@ -1,0 +1,198 @@
+// Package memory is the in-process state backend: counters live in a map
+// guarded by one mutex and are lost when the process exits. It is the
+// reference implementation of state.Store and the backend for tests and for
+// admins who accept losing counts on restart.
+package memory
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/msgate/msgate/policy/state"
+)
+
+type bucket struct {
+	idx   int64
+	count int64
+}
+
+type counter struct {
+	window   time.Duration
+	buckets  []bucket // ascending idx
+	total    int64    // sum of buckets' counts
+	reserved int64
+}
+
+// trim drops buckets that left the window ending at now.
+func (c *counter) trim(now time.Time) {
+	oldest := state.Oldest(now, c.window)
+	n := 0
+	for n < len(c.buckets) && c.buckets[n].idx < oldest {
+		c.total -= c.buckets[n].count
+		n++
+	}
+	if n > 0 {
+		c.buckets = append(c.buckets[:0], c.buckets[n:]...)
+	}
+}
+
+func (c *counter) add(now time.Time, n int64) {
+	idx := state.BucketOf(now, c.window)
+	if l := len(c.buckets); l > 0 && c.buckets[l-1].idx >= idx {
+		// Same bucket, or a clock that stepped back: count in the newest
+		// bucket so the order stays ascending.
+		c.buckets[l-1].count += n
+	} else {
+		c.buckets = append(c.buckets, bucket{idx: idx, count: n})
+	}
+	c.total += n
+}
+
+func (c *counter) idle() bool { return c.total == 0 && c.reserved == 0 }
+
+type reservation struct {
+	keys []string
+}
+
+// Store is the in-memory backend. The zero value is not usable; call New.
+type Store struct {
+	mu       sync.Mutex
+	counters map[string]*counter
+	pending  map[uint64]reservation
+	nextID   uint64
+}
+
+var _ state.Store = (*Store)(nil)
+var _ state.Expirer = (*Store)(nil)
+
+// New returns an empty store.
+func New() *Store {
+	return &Store{
+		counters: make(map[string]*counter),
+		pending:  make(map[uint64]reservation),
+	}
+}
+
+func (s *Store) get(key string, window time.Duration, now time.Time) *counter {
+	c, ok := s.counters[key]
+	if !ok {
+		c = &counter{window: window}
+		s.counters[key] = c
+		return c
+	}
+	if c.window != window {
+		// The rule's window changed (config reload): keep the units, judge
+		// them by the new window.
+		c.window = window
+	}
+	c.trim(now)
+	return c
+}
+
+// Reserve implements state.Store.
+func (s *Store) Reserve(_ context.Context, counters []state.Counter, now time.Time) (state.Outcome, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i, k := range counters {
+		if k.Soft {
+			continue
+		}
+		c := s.get(k.Key, k.Window, now)
+		if used := c.total + c.reserved; used+1 > k.Limit {
+			s.dropIfIdle(k.Key, c)
+			return state.Outcome{Blocked: i, Used: used}, nil
+		}
+	}
+	out := state.Outcome{Admitted: true, Blocked: -1}
+	keys := make([]string, len(counters))
+	for i, k := range counters {
+		c := s.get(k.Key, k.Window, now)
+		c.reserved++
+		keys[i] = k.Key
+		if k.Soft && c.total+c.reserved > k.Limit {
+			out.OverSoft = append(out.OverSoft, i)
+		}
+	}
+	s.nextID++
+	s.pending[s.nextID] = reservation{keys: keys}
+	out.Reservation = state.Reservation{ID: s.nextID}
+	return out, nil
+}
+
+// Commit implements state.Store.
+func (s *Store) Commit(_ context.Context, r state.Reservation, now time.Time) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	res, ok := s.pending[r.ID]
+	if !ok {
+		return fmt.Errorf("committing reservation %d: %w", r.ID, state.ErrUnknownReservation)
+	}
+	delete(s.pending, r.ID)
+	for _, key := range res.keys {
+		c := s.counters[key]
+		c.reserved--
+		c.trim(now)
+		c.add(now, 1)
+	}
+	return nil
+}
+
+// Release implements state.Store.
+func (s *Store) Release(_ context.Context, r state.Reservation) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	res, ok := s.pending[r.ID]
+	if !ok {
+		return fmt.Errorf("releasing reservation %d: %w", r.ID, state.ErrUnknownReservation)
+	}
+	delete(s.pending, r.ID)
+	for _, key := range res.keys {
+		c := s.counters[key]
+		c.reserved--
+		s.dropIfIdle(key, c)
+	}
+	return nil
+}
+
+// Usage implements state.Store.
+func (s *Store) Usage(_ context.Context, key string, window time.Duration, now time.Time) (state.Usage, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c, ok := s.counters[key]
+	if !ok {
+		return state.Usage{}, nil
+	}
+	c.trim(now)
+	u := state.Usage{Committed: c.total, Reserved: c.reserved}
+	s.dropIfIdle(key, c)
+	return u, nil
+}
+
+// Expire implements state.Expirer: it drops expired buckets and idle keys.
+func (s *Store) Expire(_ context.Context, now time.Time) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for key, c := range s.counters {
+		c.trim(now)
+		s.dropIfIdle(key, c)
+	}
+	return nil
+}
+
+// Len is the number of keys the store tracks.
+func (s *Store) Len() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.counters)
+}
+
+func (s *Store) dropIfIdle(key string, c *counter) {
+	if c.idle() {
+		delete(s.counters, key)
+	}
+}
+
+// Close implements state.Store.
+func (s *Store) Close() error { return nil }

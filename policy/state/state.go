@@ -1,0 +1,102 @@
+package state
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Buckets is the number of time buckets a window is divided into.
+const Buckets = 60
+
+// ErrUnavailable reports that the backend cannot answer (I/O, network). The
+// caller applies its configured failure action.
+var ErrUnavailable = errors.New("state: backend unavailable")
+
+// ErrUnknownReservation reports a Commit or Release of a reservation that the
+// store does not hold (already committed, released, or never made).
+var ErrUnknownReservation = errors.New("state: unknown reservation")
+
+// Counter is one limit that a unit counts against.
+type Counter struct {
+	Key    string        // e.g. "rate/hourly/alice@example.com"
+	Window time.Duration // rolling window
+	Limit  int64         // units allowed in the window
+	// Soft counters count the unit but never refuse it (monitor rules);
+	// Reserve reports when they are over their limit.
+	Soft bool
+}
+
+// Reservation is a unit held against a set of counters until it is committed
+// or released.
+type Reservation struct {
+	ID uint64
+}
+
+// Outcome is the answer to a Reserve.
+type Outcome struct {
+	// Admitted is true when the unit was reserved against every counter.
+	Admitted bool
+	// Blocked is the index in the request of the first hard counter that had
+	// no room; -1 when admitted.
+	Blocked int
+	// Used is the blocking counter's use (committed plus reserved) when
+	// refused.
+	Used int64
+	// OverSoft lists the indexes of soft counters that this unit took past
+	// their limit.
+	OverSoft []int
+	// Reservation identifies the reserved unit when admitted.
+	Reservation Reservation
+}
+
+// Usage is what a counter has used in its window at some moment.
+type Usage struct {
+	Committed int64
+	Reserved  int64
+}
+
+// Store is a backend for counters. Implementations are safe for concurrent
+// use.
+type Store interface {
+	// Reserve admits one unit against all counters, or none: a unit refused
+	// by one counter consumes nothing from the others. Hard counters are
+	// checked in request order; the first without room is reported.
+	Reserve(ctx context.Context, counters []Counter, now time.Time) (Outcome, error)
+	// Commit turns a reservation into a counted unit at time now. Once Commit
+	// returns nil the unit is durable as far as the backend promises.
+	Commit(ctx context.Context, r Reservation, now time.Time) error
+	// Release gives a reservation back.
+	Release(ctx context.Context, r Reservation) error
+	// Usage reports a counter's use in the window ending at now.
+	Usage(ctx context.Context, key string, window time.Duration, now time.Time) (Usage, error)
+	// Close releases the backend's resources.
+	Close() error
+}
+
+// BucketWidth is the width of one time bucket of a window (at least 1ns).
+func BucketWidth(window time.Duration) time.Duration {
+	w := window / Buckets
+	if w <= 0 {
+		w = 1
+	}
+	return w
+}
+
+// BucketOf is the index of the bucket holding t for a window.
+func BucketOf(t time.Time, window time.Duration) int64 {
+	return t.UnixNano() / int64(BucketWidth(window))
+}
+
+// Oldest is the index of the oldest bucket still inside the window ending at
+// now: the bucket holding now-window, which still overlaps the window.
+func Oldest(now time.Time, window time.Duration) int64 {
+	return BucketOf(now.Add(-window), window)
+}
+
+// Expirer is implemented by stores that drop expired buckets and idle keys
+// when asked; the daemon calls Expire periodically so that memory and files
+// stay bounded under churn of many distinct accounts.
+type Expirer interface {
+	Expire(ctx context.Context, now time.Time) error
+}

@@ -1,0 +1,243 @@
+// Package statetest is the conformance suite every state.Store backend runs,
+// so that the memory, embedded and Redis backends cannot drift apart.
+package statetest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/msgate/msgate/policy/state"
+)
+
+// Open returns a fresh, empty store for one subtest. The suite closes it.
+type Open func(t *testing.T) state.Store
+
+var t0 = time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
+
+// Run runs the conformance suite against a backend.
+func Run(t *testing.T, open Open) {
+	tests := []struct {
+		name string
+		fn   func(t *testing.T, s state.Store)
+	}{
+		{"LimitIsExact", testLimitIsExact},
+		{"AllOrNone", testAllOrNone},
+		{"ReleaseGivesBack", testReleaseGivesBack},
+		{"CommitCounts", testCommitCounts},
+		{"WindowRolls", testWindowRolls},
+		{"UnknownReservation", testUnknownReservation},
+		{"SoftCounters", testSoftCounters},
+		{"ConcurrentReserve", testConcurrentReserve},
+		{"KeysIndependent", testKeysIndependent},
+		{"Expire", testExpire},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := open(t)
+			t.Cleanup(func() {
+				if err := s.Close(); err != nil {
+					t.Errorf("Close: %v", err)
+				}
+			})
+			tt.fn(t, s)
+		})
+	}
+}
+
+func hard(key string, limit int64) state.Counter {
+	return state.Counter{Key: key, Window: time.Hour, Limit: limit}
+}
+
+func mustReserve(t *testing.T, s state.Store, cs []state.Counter, now time.Time) state.Outcome {
+	t.Helper()
+	out, err := s.Reserve(context.Background(), cs, now)
+	if err != nil {
+		t.Fatalf("Reserve: %v", err)
+	}
+	return out
+}
+
+func checkUsage(t *testing.T, s state.Store, key string, window time.Duration, now time.Time, want state.Usage) {
+	t.Helper()
+	got, err := s.Usage(context.Background(), key, window, now)
+	if err != nil {
+		t.Fatalf("Usage(%s): %v", key, err)
+	}
+	if got != want {
+		t.Errorf("Usage(%s) at %v = %+v, want %+v", key, now.Sub(t0), got, want)
+	}
+}
+
+func testLimitIsExact(t *testing.T, s state.Store) {
+	cs := []state.Counter{hard("a", 3)}
+	for i := range 3 {
+		out := mustReserve(t, s, cs, t0)
+		if !out.Admitted || out.Blocked != -1 {
+			t.Fatalf("reserve %d: %+v, want admitted", i, out)
+		}
+	}
+	out := mustReserve(t, s, cs, t0)
+	if out.Admitted || out.Blocked != 0 || out.Used != 3 {
+		t.Fatalf("4th reserve: %+v, want refused by counter 0 with used 3", out)
+	}
+	checkUsage(t, s, "a", time.Hour, t0, state.Usage{Reserved: 3})
+}
+
+func testAllOrNone(t *testing.T, s state.Store) {
+	full := hard("full", 1)
+	if out := mustReserve(t, s, []state.Counter{full}, t0); !out.Admitted {
+		t.Fatalf("filling: %+v", out)
+	}
+	out := mustReserve(t, s, []state.Counter{hard("room", 10), full}, t0)
+	if out.Admitted || out.Blocked != 1 {
+		t.Fatalf("got %+v, want refused by counter 1", out)
+	}
+	checkUsage(t, s, "room", time.Hour, t0, state.Usage{})
+}
+
+func testReleaseGivesBack(t *testing.T, s state.Store) {
+	cs := []state.Counter{hard("a", 1), hard("b", 5)}
+	out := mustReserve(t, s, cs, t0)
+	if !out.Admitted {
+		t.Fatalf("%+v", out)
+	}
+	if err := s.Release(context.Background(), out.Reservation); err != nil {
+		t.Fatalf("Release: %v", err)
+	}
+	checkUsage(t, s, "a", time.Hour, t0, state.Usage{})
+	checkUsage(t, s, "b", time.Hour, t0, state.Usage{})
+	if out := mustReserve(t, s, cs, t0); !out.Admitted {
+		t.Fatalf("after release: %+v", out)
+	}
+}
+
+func testCommitCounts(t *testing.T, s state.Store) {
+	cs := []state.Counter{hard("a", 2)}
+	out := mustReserve(t, s, cs, t0)
+	if err := s.Commit(context.Background(), out.Reservation, t0.Add(time.Second)); err != nil {
+		t.Fatalf("Commit: %v", err)
+	}
+	checkUsage(t, s, "a", time.Hour, t0.Add(time.Second), state.Usage{Committed: 1})
+	mustReserve(t, s, cs, t0.Add(2*time.Second))
+	if out := mustReserve(t, s, cs, t0.Add(2*time.Second)); out.Admitted {
+		t.Fatalf("committed and reserved units must both count: %+v", out)
+	}
+}
+
+func testWindowRolls(t *testing.T, s state.Store) {
+	cs := []state.Counter{hard("a", 1)}
+	out := mustReserve(t, s, cs, t0)
+	if err := s.Commit(context.Background(), out.Reservation, t0); err != nil {
+		t.Fatal(err)
+	}
+	width := state.BucketWidth(time.Hour)
+	// Still counted a whole window later...
+	at := t0.Add(time.Hour)
+	if out := mustReserve(t, s, cs, at); out.Admitted {
+		t.Fatalf("unit forgotten before its window ended: %+v", out)
+	}
+	checkUsage(t, s, "a", time.Hour, at, state.Usage{Committed: 1})
+	// ...and forgotten once its bucket has left the window.
+	at = t0.Add(time.Hour + 2*width)
+	checkUsage(t, s, "a", time.Hour, at, state.Usage{})
+	if out := mustReserve(t, s, cs, at); !out.Admitted {
+		t.Fatalf("unit still counted after its window: %+v", out)
+	}
+}
+
+func testUnknownReservation(t *testing.T, s state.Store) {
+	ctx := context.Background()
+	out := mustReserve(t, s, []state.Counter{hard("a", 5)}, t0)
+	if err := s.Commit(ctx, out.Reservation, t0); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Commit(ctx, out.Reservation, t0); !errors.Is(err, state.ErrUnknownReservation) {
+		t.Errorf("second Commit: %v, want ErrUnknownReservation", err)
+	}
+	if err := s.Release(ctx, out.Reservation); !errors.Is(err, state.ErrUnknownReservation) {
+		t.Errorf("Release after Commit: %v, want ErrUnknownReservation", err)
+	}
+	if err := s.Release(ctx, state.Reservation{ID: 1 << 62}); !errors.Is(err, state.ErrUnknownReservation) {
+		t.Errorf("Release of unknown: %v, want ErrUnknownReservation", err)
+	}
+	checkUsage(t, s, "a", time.Hour, t0, state.Usage{Committed: 1})
+}
+
+func testSoftCounters(t *testing.T, s state.Store) {
+	soft := state.Counter{Key: "m", Window: time.Hour, Limit: 2, Soft: true}
+	for i := range 4 {
+		out := mustReserve(t, s, []state.Counter{hard("h", 10), soft}, t0)
+		if !out.Admitted {
+			t.Fatalf("soft counter refused unit %d: %+v", i, out)
+		}
+		over := len(out.OverSoft) == 1 && out.OverSoft[0] == 1
+		if want := i >= 2; over != want {
+			t.Errorf("unit %d: OverSoft=%v, want over=%v", i, out.OverSoft, want)
+		}
+	}
+	checkUsage(t, s, "m", time.Hour, t0, state.Usage{Reserved: 4})
+}
+
+func testConcurrentReserve(t *testing.T, s state.Store) {
+	const sessions, perSession, limit = 64, 4, 50
+	cs := []state.Counter{hard("acct", limit), hard("cap", 1000)}
+	var admitted atomic.Int64
+	var wg sync.WaitGroup
+	errs := make(chan error, sessions)
+	for range sessions {
+		wg.Go(func() {
+			for range perSession {
+				out, err := s.Reserve(context.Background(), cs, t0)
+				if err != nil {
+					errs <- err
+					return
+				}
+				if out.Admitted {
+					admitted.Add(1)
+					if err := s.Commit(context.Background(), out.Reservation, t0); err != nil {
+						errs <- fmt.Errorf("Commit: %w", err)
+						return
+					}
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	if got := admitted.Load(); got != limit {
+		t.Fatalf("admitted %d units, want exactly %d", got, limit)
+	}
+	checkUsage(t, s, "acct", time.Hour, t0, state.Usage{Committed: limit})
+	checkUsage(t, s, "cap", time.Hour, t0, state.Usage{Committed: limit})
+}
+
+func testKeysIndependent(t *testing.T, s state.Store) {
+	mustReserve(t, s, []state.Counter{hard("alice", 1)}, t0)
+	if out := mustReserve(t, s, []state.Counter{hard("bob", 1)}, t0); !out.Admitted {
+		t.Fatalf("bob refused because of alice: %+v", out)
+	}
+}
+
+func testExpire(t *testing.T, s state.Store) {
+	e, ok := s.(state.Expirer)
+	if !ok {
+		t.Skip("backend does not implement Expirer")
+	}
+	out := mustReserve(t, s, []state.Counter{hard("old", 5)}, t0)
+	if err := s.Commit(context.Background(), out.Reservation, t0); err != nil {
+		t.Fatal(err)
+	}
+	later := t0.Add(3 * time.Hour)
+	if err := e.Expire(context.Background(), later); err != nil {
+		t.Fatalf("Expire: %v", err)
+	}
+	checkUsage(t, s, "old", time.Hour, later, state.Usage{})
+}
