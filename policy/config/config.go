@@ -1,0 +1,167 @@
+package config
+
+import (
+	"io/fs"
+	"strconv"
+	"time"
+)
+
+// DefaultPath is where the commands look for the configuration when no
+// -config flag is given.
+const DefaultPath = "/etc/msgate/msgate.toml"
+
+// Config is msgate's whole configuration: the TOML file's tables, one field
+// each. A Config from Load or Parse has its defaults filled in and has passed
+// Validate.
+type Config struct {
+	Milter    Milter    `toml:"milter"`
+	Log       Log       `toml:"log"`
+	State     State     `toml:"state"`
+	Microsoft Microsoft `toml:"microsoft"`
+	// Rate holds the per-account limits, all of which apply. A file without a
+	// rate key gets the default rules; "rate = []" means no per-account limits.
+	Rate     []Rate   `toml:"rate"`
+	Accounts Accounts `toml:"accounts"`
+}
+
+// Milter is the socket the MTA connects to and how sessions on it are run.
+type Milter struct {
+	// Listen is the socket in Postfix notation (see ParseListen).
+	Listen string `toml:"listen"`
+	// SocketMode is the octal permission of a unix socket, such as "0660".
+	// Unused for inet sockets.
+	SocketMode string `toml:"socket_mode"`
+	// IdleTimeout is the longest wait for the MTA's next milter packet. It
+	// should exceed Postfix's smtpd_timeout (300s): the MTA is silent while
+	// its SMTP client is.
+	IdleTimeout Duration `toml:"idle_timeout"`
+	// WriteTimeout bounds sending one reply to the MTA.
+	WriteTimeout Duration `toml:"write_timeout"`
+	// ShutdownTimeout is how long SIGTERM waits for sessions in progress.
+	ShutdownTimeout Duration `toml:"shutdown_timeout"`
+	// OnError is the answer for a Microsoft recipient when the state store
+	// fails: "defer" (fail closed) or "accept" (fail open).
+	OnError string `toml:"on_error"`
+}
+
+// FileMode returns SocketMode as a permission. It returns 0660 when
+// SocketMode is not valid octal, which Validate reports.
+func (m Milter) FileMode() fs.FileMode {
+	n, err := strconv.ParseUint(m.SocketMode, 8, 32)
+	if err != nil || n > 0o777 {
+		return 0o660
+	}
+	return fs.FileMode(n)
+}
+
+// Log sets how much msgate logs and in what form.
+type Log struct {
+	Level  string `toml:"level"`  // debug, info, warn or error
+	Format string `toml:"format"` // json or console
+}
+
+// State chooses where counts and account standings are kept.
+type State struct {
+	// Backend names the store. Only "memory" exists in this version: counts
+	// are lost on restart.
+	Backend string `toml:"backend"`
+}
+
+// Microsoft controls how recipients hosted by Microsoft are recognised:
+// the domain lists and the MX lookups behind them.
+type Microsoft struct {
+	// Resolver is the DNS server for MX lookups as host:port; "" uses the
+	// system's resolvers.
+	Resolver string `toml:"resolver"`
+	// ExtraDomains are more recipient domains to treat as Microsoft's.
+	// Lower-cased, without a trailing dot.
+	ExtraDomains []string `toml:"extra_domains"`
+	// ExtraMXSuffixes are more MX host suffixes that mean Microsoft.
+	// Lower-cased and always with a leading dot (".mx.example.net"), so that
+	// strings.HasSuffix matches whole labels only.
+	ExtraMXSuffixes []string `toml:"extra_mx_suffixes"`
+	// OnDNSFailure decides for a recipient whose MX lookup fails: "accept"
+	// (treat it as not Microsoft) or "defer" (answer 4xx so the client retries).
+	OnDNSFailure string `toml:"on_dns_failure"`
+	// DNSTimeout bounds one MX lookup.
+	DNSTimeout Duration `toml:"dns_timeout"`
+	// CacheMinTTL and CacheMaxTTL bound how long an MX answer is cached,
+	// whatever its DNS TTL.
+	CacheMinTTL Duration `toml:"cache_min_ttl"`
+	CacheMaxTTL Duration `toml:"cache_max_ttl"`
+	// NegativeTTL is how long a domain without MX (or that does not exist)
+	// is cached.
+	NegativeTTL Duration `toml:"negative_ttl"`
+	// CacheSize is the most domains the MX cache holds.
+	CacheSize int `toml:"cache_size"`
+}
+
+// Rate is one per-account limit: at most Limit units in any Window.
+// The tag msgate:"required" makes the decoder report a missing key.
+type Rate struct {
+	Name   string   `toml:"name" msgate:"required"`   // unique, [a-z0-9_-]+; appears in logs and metrics
+	Window Duration `toml:"window" msgate:"required"` // rolling window, at least 1s
+	Limit  int64    `toml:"limit" msgate:"required"`  // units allowed in Window, at least 1
+	Action string   `toml:"action"`                   // defer (the default), reject or monitor: what happens past the limit
+}
+
+// setDefaults fills the keys of a rule that may be left out.
+func (r *Rate) setDefaults() { r.Action = ActionDefer }
+
+// Accounts lists accounts with special standing.
+type Accounts struct {
+	// Exempt accounts are never limited: SASL logins, sender addresses or
+	// client IPs, compared with the account as msgate derives it.
+	// Lower-cased; IP addresses in canonical form ("2001:db8::1").
+	Exempt []string `toml:"exempt"`
+}
+
+// Values accepted by the string settings.
+const (
+	ActionDefer   = "defer"
+	ActionReject  = "reject"
+	ActionMonitor = "monitor"
+	ActionAccept  = "accept"
+
+	BackendMemory = "memory"
+)
+
+// Default returns the built-in configuration: what a file that sets nothing
+// means. Each call returns a new Config.
+func Default() *Config {
+	return &Config{
+		Milter: Milter{
+			Listen:          "inet:127.0.0.1:8895",
+			SocketMode:      "0660",
+			IdleTimeout:     Duration(6 * time.Minute),
+			WriteTimeout:    Duration(30 * time.Second),
+			ShutdownTimeout: Duration(10 * time.Second),
+			OnError:         ActionDefer,
+		},
+		Log: Log{
+			Level:  "info",
+			Format: "json",
+		},
+		State: State{
+			Backend: BackendMemory,
+		},
+		Microsoft: Microsoft{
+			OnDNSFailure: ActionAccept,
+			DNSTimeout:   Duration(2 * time.Second),
+			CacheMinTTL:  Duration(60 * time.Second),
+			CacheMaxTTL:  Duration(6 * time.Hour),
+			NegativeTTL:  Duration(15 * time.Minute),
+			CacheSize:    100000,
+		},
+		Rate: defaultRates(),
+	}
+}
+
+// defaultRates returns the per-account limits that apply when the file has
+// no rate key.
+func defaultRates() []Rate {
+	return []Rate{
+		{Name: "hourly", Window: Duration(time.Hour), Limit: 100, Action: ActionDefer},
+		{Name: "daily", Window: Duration(Day), Limit: 1000, Action: ActionDefer},
+	}
+}

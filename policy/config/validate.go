@@ -1,0 +1,272 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+	"unicode"
+)
+
+// maxDNSTimeout bounds microsoft.dns_timeout: a lookup holds the SMTP session
+// that waits for the decision.
+const maxDNSTimeout = 30 * time.Second
+
+// Validate returns every problem with c's values, in the order of Config's
+// fields; nil means c can be used. It checks values only: unknown keys and
+// wrong types are found by Load and Parse. An empty string or zero counts as
+// a value, not as "use the default".
+func (c *Config) Validate() []Problem {
+	var v validator
+	c.Milter.validate(&v)
+	c.Log.validate(&v)
+	c.State.validate(&v)
+	c.Microsoft.validate(&v)
+	validateRates(&v, c.Rate)
+	c.Accounts.validate(&v)
+	return v.problems
+}
+
+type validator struct{ problems []Problem }
+
+func (v *validator) add(key, format string, args ...any) {
+	v.problems = append(v.problems, Problem{Key: key, Msg: fmt.Sprintf(format, args...)})
+}
+
+// oneOf checks that s is one of allowed.
+func (v *validator) oneOf(key, s string, allowed ...string) {
+	for _, a := range allowed {
+		if s == a {
+			return
+		}
+	}
+	quoted := make([]string, len(allowed))
+	for i, a := range allowed {
+		quoted[i] = strconv.Quote(a)
+	}
+	list := strings.Join(quoted[:len(quoted)-1], ", ") + " or " + quoted[len(quoted)-1]
+	v.add(key, "must be %s, not %q", list, s)
+}
+
+func (v *validator) positive(key string, d Duration) {
+	if d <= 0 {
+		v.add(key, "must be more than 0, not %s", d)
+	}
+}
+
+func (v *validator) notNegative(key string, d Duration) {
+	if d < 0 {
+		v.add(key, "must not be negative, not %s", d)
+	}
+}
+
+func (m *Milter) validate(v *validator) {
+	if _, _, err := ParseListen(m.Listen); err != nil {
+		v.add("milter.listen", "%v", err)
+	}
+	if n, err := strconv.ParseUint(m.SocketMode, 8, 32); err != nil || n > 0o777 {
+		v.add("milter.socket_mode", `must be octal permissions from "0000" to "0777", such as "0660", not %q`, m.SocketMode)
+	}
+	v.positive("milter.idle_timeout", m.IdleTimeout)
+	v.positive("milter.write_timeout", m.WriteTimeout)
+	v.notNegative("milter.shutdown_timeout", m.ShutdownTimeout)
+	v.oneOf("milter.on_error", m.OnError, ActionDefer, ActionAccept)
+}
+
+func (l *Log) validate(v *validator) {
+	v.oneOf("log.level", l.Level, "debug", "info", "warn", "error")
+	v.oneOf("log.format", l.Format, "json", "console")
+}
+
+func (s *State) validate(v *validator) {
+	switch s.Backend {
+	case BackendMemory:
+	case "embedded", "redis":
+		v.add("state.backend", "%q is not available yet in this version; use %q", s.Backend, BackendMemory)
+	default:
+		v.add("state.backend", "unknown backend %q; use %q", s.Backend, BackendMemory)
+	}
+}
+
+func (m *Microsoft) validate(v *validator) {
+	if m.Resolver != "" {
+		if err := checkResolver(m.Resolver); err != nil {
+			v.add("microsoft.resolver", "%v", err)
+		}
+	}
+	for i, d := range m.ExtraDomains {
+		if err := checkMailDomain(d, false); err != nil {
+			v.add(fmt.Sprintf("microsoft.extra_domains[%d]", i), "%v", err)
+		}
+	}
+	for i, s := range m.ExtraMXSuffixes {
+		if err := checkMailDomain(s, true); err != nil {
+			v.add(fmt.Sprintf("microsoft.extra_mx_suffixes[%d]", i), "%v", err)
+		}
+	}
+	v.oneOf("microsoft.on_dns_failure", m.OnDNSFailure, ActionAccept, ActionDefer)
+	if m.DNSTimeout <= 0 || m.DNSTimeout.D() > maxDNSTimeout {
+		v.add("microsoft.dns_timeout", "must be more than 0 and at most %s, not %s", Duration(maxDNSTimeout), m.DNSTimeout)
+	}
+	v.notNegative("microsoft.cache_min_ttl", m.CacheMinTTL)
+	if m.CacheMaxTTL < m.CacheMinTTL {
+		v.add("microsoft.cache_max_ttl", "must be at least cache_min_ttl (%s), not %s", m.CacheMinTTL, m.CacheMaxTTL)
+	}
+	v.notNegative("microsoft.negative_ttl", m.NegativeTTL)
+	if m.CacheSize <= 0 {
+		v.add("microsoft.cache_size", "must be at least 1, not %d", m.CacheSize)
+	}
+}
+
+func validateRates(v *validator, rates []Rate) {
+	first := map[string]int{} // name -> index of its first rule
+	for i, r := range rates {
+		key := fmt.Sprintf("rate[%d]", i)
+		switch {
+		case r.Name == "":
+			v.add(key+".name", "required")
+		case !isRuleName(r.Name):
+			v.add(key+".name", "%q may hold only a-z, 0-9, _ and -", r.Name)
+		default:
+			if j, dup := first[r.Name]; dup {
+				v.add(key+".name", "%q is already the name of rate[%d]", r.Name, j)
+			} else {
+				first[r.Name] = i
+			}
+		}
+		if r.Window.D() < time.Second {
+			v.add(key+".window", "must be at least 1s, not %s", r.Window)
+		}
+		if r.Limit < 1 {
+			v.add(key+".limit", "must be at least 1, not %d", r.Limit)
+		}
+		v.oneOf(key+".action", r.Action, ActionDefer, ActionReject, ActionMonitor)
+	}
+}
+
+func isRuleName(s string) bool {
+	for _, c := range s {
+		if !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return s != ""
+}
+
+func (a *Accounts) validate(v *validator) {
+	for i, e := range a.Exempt {
+		key := fmt.Sprintf("accounts.exempt[%d]", i)
+		switch {
+		case e == "":
+			v.add(key, "must not be empty")
+		case strings.IndexFunc(e, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }) >= 0:
+			v.add(key, "%q contains white space or a control character", e)
+		default:
+			if _, err := netip.ParsePrefix(e); err == nil {
+				v.add(key, "%q is an address range; list client IPs one by one", e)
+			}
+		}
+	}
+}
+
+// checkResolver accepts HOST:PORT, HOST an IP address or a host name.
+func checkResolver(s string) error {
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		if _, perr := netip.ParseAddr(s); perr == nil || checkDomain(s) == nil {
+			return fmt.Errorf("%q has no port; write %q", s, net.JoinHostPort(s, "53"))
+		}
+		return fmt.Errorf("%q is not HOST:PORT (write IPv6 addresses in brackets, as in [2001:db8::53]:53)", s)
+	}
+	if host == "" {
+		return fmt.Errorf("%q has no host", s)
+	}
+	if err := checkPort(port); err != nil {
+		return err
+	}
+	return checkHost(host)
+}
+
+// checkMailDomain accepts a domain name of at least two labels, after one
+// leading dot if suffix: ".com" alone would make half the world Microsoft's.
+func checkMailDomain(s string, suffix bool) error {
+	name := s
+	if suffix {
+		name = strings.TrimPrefix(s, ".")
+	}
+	if err := checkDomain(name); err != nil {
+		return fmt.Errorf("%q is not a domain name: %w", s, err)
+	}
+	if !strings.Contains(strings.TrimSuffix(name, "."), ".") {
+		example := "example.com"
+		if suffix {
+			example = ".mx.example.com"
+		}
+		return fmt.Errorf("%q has only one label; write at least two, as in %q", s, example)
+	}
+	return nil
+}
+
+// checkDomain checks the syntax of a host name (RFC 1123 §2.1) in ASCII;
+// one trailing dot is allowed.
+func checkDomain(s string) error {
+	s = strings.TrimSuffix(s, ".")
+	switch {
+	case s == "":
+		return errors.New("empty")
+	case len(s) > 253:
+		return errors.New("longer than 253 characters")
+	}
+	for _, label := range strings.Split(s, ".") {
+		switch {
+		case label == "":
+			return errors.New("empty label")
+		case len(label) > 63:
+			return fmt.Errorf("label %q is longer than 63 characters", label)
+		case label[0] == '-' || label[len(label)-1] == '-':
+			return fmt.Errorf("label %q starts or ends with '-'", label)
+		}
+		for _, c := range label {
+			switch {
+			case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', c == '-':
+			case c > unicode.MaxASCII:
+				return errors.New("not ASCII; write an internationalised domain in its xn-- form")
+			default:
+				return fmt.Errorf("%q is not allowed in a domain name", c)
+			}
+		}
+	}
+	return nil
+}
+
+// normalize puts the lists in the form the rest of msgate compares against.
+// Parse calls it on a valid Config only.
+func (c *Config) normalize() {
+	m := &c.Microsoft
+	for i, d := range m.ExtraDomains {
+		m.ExtraDomains[i] = strings.TrimSuffix(strings.ToLower(d), ".")
+	}
+	for i, s := range m.ExtraMXSuffixes {
+		m.ExtraMXSuffixes[i] = "." + strings.TrimPrefix(strings.TrimSuffix(strings.ToLower(s), "."), ".")
+	}
+	for i, e := range c.Accounts.Exempt {
+		if ip, err := netip.ParseAddr(e); err == nil {
+			e = ip.String()
+		}
+		c.Accounts.Exempt[i] = strings.ToLower(e)
+	}
+	c.Microsoft.ExtraDomains = nilIfEmpty(m.ExtraDomains)
+	c.Microsoft.ExtraMXSuffixes = nilIfEmpty(m.ExtraMXSuffixes)
+	c.Accounts.Exempt = nilIfEmpty(c.Accounts.Exempt)
+}
+
+// nilIfEmpty makes "key = []" and a missing key the same value.
+func nilIfEmpty(s []string) []string {
+	if len(s) == 0 {
+		return nil
+	}
+	return s
+}
