@@ -1,0 +1,260 @@
+package milter
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	gomilter "github.com/emersion/go-milter"
+	"go.uber.org/zap"
+
+	"github.com/msgate/msgate/policy"
+)
+
+// Policy is what the adapter asks; *policy.Engine implements it.
+type Policy interface {
+	Begin(env policy.Envelope) *policy.Transaction
+	Recipient(ctx context.Context, tx *policy.Transaction, rcpt string, now time.Time) policy.Decision
+	EndOfMessage(ctx context.Context, tx *policy.Transaction, now time.Time) policy.Decision
+	Abort(ctx context.Context, tx *policy.Transaction) error
+}
+
+var _ Policy = (*policy.Engine)(nil)
+
+// Options configure a Server.
+type Options struct {
+	Policy Policy
+	Logger *zap.Logger
+	// Now reads the clock; nil means time.Now.
+	Now func() time.Time
+	// IdleTimeout bounds the wait for the MTA's next packet; 0 means none.
+	IdleTimeout time.Duration
+	// WriteTimeout bounds writing one reply; 0 means none.
+	WriteTimeout time.Duration
+	// DecisionTimeout bounds one policy call; 0 means 10s.
+	DecisionTimeout time.Duration
+}
+
+// ErrServerClosed is returned by Serve after Shutdown.
+var ErrServerClosed = errors.New("milter: server closed")
+
+// Protocol is what msgate negotiates: the envelope only. Every stage left
+// out costs the MTA no round trip. The "no reply" flags stay unset: go-milter
+// v0.5 replies anyway and the two sides fall out of step.
+const Protocol = gomilter.OptNoHelo | gomilter.OptNoHeaders | gomilter.OptNoEOH |
+	gomilter.OptNoBody | gomilter.OptNoUnknown | gomilter.OptNoData
+
+// Actions is what msgate may ask the MTA to do.
+const Actions = gomilter.OptSetSymList
+
+// Macros asks the MTA for what each stage needs, so that every transaction
+// carries its own client address and login.
+var Macros = map[gomilter.Stage][]string{
+	gomilter.StageConnect:  {"j", "{client_addr}", "{daemon_name}"},
+	gomilter.StageMailFrom: {"i", "{auth_authen}", "{client_addr}"},
+	gomilter.StageEOM:      {"i"},
+}
+
+// Server serves the milter protocol. Create it with NewServer.
+type Server struct {
+	opts Options
+	lib  *gomilter.Server
+
+	mu       sync.Mutex
+	sessions map[*session]struct{}
+	lns      []net.Listener
+	draining atomic.Bool
+	wg       sync.WaitGroup
+	nextCID  atomic.Uint64
+	// next hands the session made in Accept to the library's NewMilter call
+	// that follows it in the same goroutine.
+	next atomic.Pointer[session]
+}
+
+// NewServer returns a server for a policy.
+func NewServer(opts Options) *Server {
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Logger == nil {
+		opts.Logger = zap.NewNop()
+	}
+	if opts.DecisionTimeout <= 0 {
+		opts.DecisionTimeout = 10 * time.Second
+	}
+	s := &Server{opts: opts, sessions: make(map[*session]struct{})}
+	s.lib = &gomilter.Server{
+		NewMilter: s.newMilter,
+		Actions:   Actions,
+		Protocol:  Protocol,
+		SymList:   Macros,
+	}
+	return s
+}
+
+func (s *Server) newMilter() gomilter.Milter {
+	if sess := s.next.Swap(nil); sess != nil {
+		return sess
+	}
+	// Only reached if the library replaces a handler after a final
+	// response, which this adapter never sends.
+	s.opts.Logger.Warn("milter handler requested outside a connection; session data may be lost")
+	return &session{srv: s, log: s.opts.Logger, detached: true}
+}
+
+// Serve accepts milter connections on ln until Shutdown.
+func (s *Server) Serve(ln net.Listener) error {
+	s.mu.Lock()
+	if s.draining.Load() {
+		s.mu.Unlock()
+		ln.Close()
+		return ErrServerClosed
+	}
+	s.lns = append(s.lns, ln)
+	s.mu.Unlock()
+	err := s.lib.Serve(&listener{Listener: ln, srv: s})
+	if s.draining.Load() {
+		return ErrServerClosed
+	}
+	return err
+}
+
+// Active is the number of open milter connections.
+func (s *Server) Active() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.sessions)
+}
+
+// Shutdown stops accepting connections, closes sessions that are between
+// messages, lets sessions inside a message finish it, and when ctx ends
+// closes whatever is left (their reserved units are given back).
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.draining.Store(true)
+	for _, ln := range s.lns {
+		ln.Close()
+	}
+	for sess := range s.sessions {
+		sess.conn.wake()
+	}
+	s.mu.Unlock()
+
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+	}
+	s.mu.Lock()
+	left := make([]*conn, 0, len(s.sessions))
+	for sess := range s.sessions {
+		left = append(left, sess.conn)
+	}
+	s.mu.Unlock()
+	for _, c := range left {
+		c.Close()
+	}
+	n := len(left)
+	<-done
+	s.opts.Logger.Warn("shutdown deadline reached; closed sessions in the middle of a message", zap.Int("sessions", n))
+	return ctx.Err()
+}
+
+type listener struct {
+	net.Listener
+	srv *Server
+}
+
+func (l *listener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	s := l.srv
+	cid := s.nextCID.Add(1)
+	sess := &session{srv: s, log: s.opts.Logger.With(zap.Uint64("cid", cid))}
+	tc := &conn{Conn: c, sess: sess, idle: s.opts.IdleTimeout, write: s.opts.WriteTimeout}
+	sess.conn = tc
+	s.mu.Lock()
+	if s.draining.Load() {
+		s.mu.Unlock()
+		c.Close()
+		return nil, net.ErrClosed
+	}
+	s.sessions[sess] = struct{}{}
+	s.wg.Add(1)
+	s.mu.Unlock()
+	s.next.Store(sess)
+	sess.log.Debug("milter connection", zap.String("peer", c.RemoteAddr().String()))
+	return tc, nil
+}
+
+// conn is a milter connection with deadlines and a close hook.
+type conn struct {
+	net.Conn
+	sess        *session
+	idle, write time.Duration
+	closeOnce   sync.Once
+}
+
+// Read waits for the MTA with the idle deadline. While the server drains,
+// a session that is between messages reads end of file, so the library
+// closes it without an error.
+func (c *conn) Read(p []byte) (int, error) {
+	for {
+		// The deadline is set before draining is checked: a wake that
+		// comes after the check still interrupts the Read below.
+		var deadline time.Time
+		if c.idle > 0 {
+			deadline = time.Now().Add(c.idle)
+		}
+		c.Conn.SetReadDeadline(deadline)
+		if c.sess.srv.draining.Load() && !c.sess.inMessage() {
+			return 0, io.EOF
+		}
+		n, err := c.Conn.Read(p)
+		if n > 0 || err == nil {
+			return n, err
+		}
+		// A read woken by Shutdown is retried: the loop returns EOF when
+		// the session is between messages and waits again otherwise.
+		if errors.Is(err, os.ErrDeadlineExceeded) && c.sess.srv.draining.Load() && c.sess.woken.Swap(false) {
+			continue
+		}
+		return n, err
+	}
+}
+
+func (c *conn) Write(p []byte) (int, error) {
+	if c.write > 0 {
+		c.Conn.SetWriteDeadline(time.Now().Add(c.write))
+	}
+	return c.Conn.Write(p)
+}
+
+// wake interrupts a blocked Read so that it sees the server draining.
+func (c *conn) wake() {
+	c.sess.woken.Store(true)
+	c.Conn.SetReadDeadline(time.Now())
+}
+
+func (c *conn) Close() error {
+	err := net.ErrClosed
+	c.closeOnce.Do(func() {
+		err = c.Conn.Close()
+		c.sess.closed()
+		s := c.sess.srv
+		s.mu.Lock()
+		delete(s.sessions, c.sess)
+		s.mu.Unlock()
+		s.wg.Done()
+	})
+	return err
+}
