@@ -172,7 +172,8 @@ func (a *Accounts) validate(v *validator) {
 	}
 }
 
-// checkResolver accepts HOST:PORT, HOST an IP address or a host name.
+// checkResolver accepts IP:PORT. A host name is refused: finding the
+// resolver would itself need a resolver.
 func checkResolver(s string) error {
 	host, port, err := net.SplitHostPort(s)
 	if err != nil {
@@ -187,7 +188,10 @@ func checkResolver(s string) error {
 	if err := checkPort(port); err != nil {
 		return err
 	}
-	return checkHost(host)
+	if _, err := netip.ParseAddr(host); err != nil {
+		return fmt.Errorf("%q is not an IP address: the resolver must be given by address", host)
+	}
+	return nil
 }
 
 // checkMailDomain accepts a domain name of at least two labels, after one
