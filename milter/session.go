@@ -144,10 +144,10 @@ func (s *session) logDecision(stage string, d policy.Decision) {
 		log = log.With(zap.String("queue_id", id))
 	}
 	if d.Microsoft || d.Verdict != policy.Accept || d.Monitor || d.Err != nil || stage != "recipient" {
-		log.Info("decision", zap.String("stage", stage), zap.Object("decision", d))
+		log.Info("decision", zap.String("stage", stage), zap.Inline(d))
 		return
 	}
-	log.Debug("decision", zap.String("stage", stage), zap.Object("decision", d))
+	log.Debug("decision", zap.String("stage", stage), zap.Inline(d))
 }
 
 func (s *session) Header(string, string, *gomilter.Modifier) (gomilter.Response, error) {
