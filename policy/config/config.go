@@ -22,6 +22,40 @@ type Config struct {
 	// rate key gets the default rules; "rate = []" means no per-account limits.
 	Rate     []Rate   `toml:"rate"`
 	Accounts Accounts `toml:"accounts"`
+	// Mitigation is the server-wide cap on Microsoft units that Microsoft's
+	// "conditionally mitigated" answer calls for.
+	Mitigation Mitigation `toml:"mitigation"`
+}
+
+// Mitigation caps the whole server's Microsoft units in a rolling window,
+// optionally growing day by day from a start date (a warm-up ramp).
+type Mitigation struct {
+	Enabled bool `toml:"enabled"`
+	// DailyCap is the cap when there is no ramp, and the first day's cap
+	// with a growth factor.
+	DailyCap int64    `toml:"daily_cap"`
+	Window   Duration `toml:"window"`
+	// Action past the cap: defer, reject, hold (Postfix's hold queue) or
+	// monitor (logged only).
+	Action string `toml:"action"`
+	// RampStart is the first day of the ramp, "YYYY-MM-DD" in UTC; "" means
+	// no ramp.
+	RampStart string `toml:"ramp_start"`
+	// Ramp lists the caps of day 1, 2, 3...; the last one holds afterwards.
+	Ramp []int64 `toml:"ramp"`
+	// RampGrowth multiplies the cap each day from DailyCap, up to
+	// RampCeiling. Exclusive with Ramp.
+	RampGrowth  float64 `toml:"ramp_growth"`
+	RampCeiling int64   `toml:"ramp_ceiling"`
+}
+
+// RampStartTime parses RampStart; ok is false when there is no ramp.
+func (m Mitigation) RampStartTime() (t time.Time, ok bool) {
+	if m.RampStart == "" {
+		return time.Time{}, false
+	}
+	t, err := time.Parse(time.DateOnly, m.RampStart)
+	return t, err == nil
 }
 
 // Milter is the socket the MTA connects to and how sessions on it are run.
@@ -122,6 +156,7 @@ const (
 	ActionReject  = "reject"
 	ActionMonitor = "monitor"
 	ActionAccept  = "accept"
+	ActionHold    = "hold"
 
 	BackendMemory = "memory"
 )
@@ -154,6 +189,11 @@ func Default() *Config {
 			CacheSize:    100000,
 		},
 		Rate: defaultRates(),
+		Mitigation: Mitigation{
+			DailyCap: 500,
+			Window:   Duration(Day),
+			Action:   ActionDefer,
+		},
 	}
 }
 

@@ -146,6 +146,8 @@ func TestFull(t *testing.T) {
 			{Name: "daily_2", Window: Duration(Day), Limit: 800, Action: "defer"},
 		},
 		Accounts: Accounts{Exempt: []string{"newsletter@example.org", "2001:db8::25", "192.0.2.25", "backup-job"}},
+		Mitigation: Mitigation{Enabled: true, DailyCap: 200, Window: Duration(Day), Action: "hold",
+			RampStart: "2026-11-01", RampGrowth: 1.5, RampCeiling: 5000},
 	}
 	checkConfig(t, load(t, "full.toml"), want)
 }

@@ -251,6 +251,15 @@ func (d *decoder) value(key string, raw any, v reflect.Value) {
 			return
 		}
 		v.SetInt(n)
+	case reflect.Float64:
+		switch n := raw.(type) {
+		case float64:
+			v.SetFloat(n)
+		case int64:
+			v.SetFloat(float64(n))
+		default:
+			d.mismatch(key, t, raw)
+		}
 	case reflect.Struct:
 		m, ok := raw.(map[string]any)
 		if !ok {
@@ -297,6 +306,8 @@ func describeType(t reflect.Type) string {
 		return `a duration string such as "90s", "1h30m" or "7d"`
 	case t.Kind() == reflect.String:
 		return "a string"
+	case t.Kind() == reflect.Float64:
+		return "a number"
 	case t.Kind() == reflect.Bool:
 		return "true or false"
 	case t.Kind() >= reflect.Int && t.Kind() <= reflect.Int64:

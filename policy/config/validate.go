@@ -27,6 +27,7 @@ func (c *Config) Validate() []Problem {
 	c.Microsoft.validate(&v)
 	validateRates(&v, c.Rate)
 	c.Accounts.validate(&v)
+	c.Mitigation.validate(&v)
 	return v.problems
 }
 
@@ -265,12 +266,52 @@ func (c *Config) normalize() {
 	c.Microsoft.ExtraDomains = nilIfEmpty(m.ExtraDomains)
 	c.Microsoft.ExtraMXSuffixes = nilIfEmpty(m.ExtraMXSuffixes)
 	c.Accounts.Exempt = nilIfEmpty(c.Accounts.Exempt)
+	c.Mitigation.Ramp = nilIfEmpty(c.Mitigation.Ramp)
 }
 
 // nilIfEmpty makes "key = []" and a missing key the same value.
-func nilIfEmpty(s []string) []string {
+func nilIfEmpty[T any](s []T) []T {
 	if len(s) == 0 {
 		return nil
 	}
 	return s
+}
+
+func (m *Mitigation) validate(v *validator) {
+	if m.DailyCap < 1 {
+		v.add("mitigation.daily_cap", "must be at least 1, not %d", m.DailyCap)
+	}
+	if m.Window.D() < time.Minute {
+		v.add("mitigation.window", "must be at least 1m, not %s", m.Window)
+	}
+	v.oneOf("mitigation.action", m.Action, ActionDefer, ActionReject, ActionHold, ActionMonitor)
+	ramped := len(m.Ramp) > 0 || m.RampGrowth != 0
+	if m.RampStart != "" {
+		if _, err := time.Parse(time.DateOnly, m.RampStart); err != nil {
+			v.add("mitigation.ramp_start", "must be a date as YYYY-MM-DD, not %q", m.RampStart)
+		}
+		if !ramped {
+			v.add("mitigation.ramp_start", "is set but neither ramp nor ramp_growth is")
+		}
+	} else if ramped {
+		v.add("mitigation.ramp_start", "is required with ramp or ramp_growth: the day the ramp begins, as YYYY-MM-DD")
+	}
+	if len(m.Ramp) > 0 && m.RampGrowth != 0 {
+		v.add("mitigation.ramp", "set either ramp (a list of daily caps) or ramp_growth, not both")
+	}
+	for i, c := range m.Ramp {
+		if c < 1 {
+			v.add(fmt.Sprintf("mitigation.ramp[%d]", i), "must be at least 1, not %d", c)
+		}
+	}
+	if m.RampGrowth != 0 {
+		if m.RampGrowth <= 1 || m.RampGrowth > 10 {
+			v.add("mitigation.ramp_growth", "must be more than 1 and at most 10, not %v", m.RampGrowth)
+		}
+		if m.RampCeiling < m.DailyCap {
+			v.add("mitigation.ramp_ceiling", "must be at least daily_cap (%d) with ramp_growth, not %d", m.DailyCap, m.RampCeiling)
+		}
+	} else if m.RampCeiling != 0 {
+		v.add("mitigation.ramp_ceiling", "only applies with ramp_growth")
+	}
 }
