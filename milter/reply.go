@@ -16,8 +16,10 @@ import (
 // its connection data survive for the next message. Acceptance is
 // "continue", which both Postfix and Sendmail take as accept at end of
 // message, for the same reason.
+//
+// Hold is "continue" here: the adapter sends the quarantine request first.
 func Response(d policy.Decision) gomilter.Response {
-	if d.Verdict == policy.Accept || d.Reply.Code == 0 {
+	if d.Verdict == policy.Accept || d.Verdict == policy.Hold || d.Reply.Code == 0 {
 		return gomilter.RespContinue
 	}
 	// libmilter's smfi_setreply: a lone '%' in the text is a format

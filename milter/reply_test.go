@@ -23,6 +23,7 @@ func TestResponse(t *testing.T) {
 			"550 5.7.1 This account has sent too much mail to Microsoft-hosted mailboxes\x00"},
 		{"percent escaped", policy.Decision{Verdict: policy.Defer, Reply: policy.Reply{Code: 451, Enhanced: "4.7.1", Text: "100% full"}},
 			byte(gomilter.ActReplyCode), "451 4.7.1 100%% full\x00"},
+		{"hold continues after the quarantine", policy.Decision{Verdict: policy.Hold, Reply: policy.ReplyCapHold}, byte(gomilter.ActContinue), ""},
 		{"refusal without reply is not sent", policy.Decision{Verdict: policy.Defer}, byte(gomilter.ActContinue), ""},
 	}
 	for _, tt := range tests {

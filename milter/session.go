@@ -182,6 +182,12 @@ func (s *session) Body(m *gomilter.Modifier) (gomilter.Response, error) {
 		s.logDecision("end-of-message", d)
 	}
 	s.tx = nil
+	if d.Verdict == policy.Hold {
+		if err := m.Quarantine(d.Reply.Text); err != nil {
+			// The connection is gone; the MTA applies its default action.
+			return nil, err
+		}
+	}
 	return Response(d), nil
 }
 

@@ -16,6 +16,9 @@ const (
 	Defer
 	// Reject refuses it permanently (5xx).
 	Reject
+	// Hold accepts the message into the MTA's hold queue (milter
+	// quarantine); only decided at end of message.
+	Hold
 )
 
 func (v Verdict) String() string {
@@ -26,6 +29,8 @@ func (v Verdict) String() string {
 		return "defer"
 	case Reject:
 		return "reject"
+	case Hold:
+		return "hold"
 	}
 	return "unknown"
 }
@@ -40,6 +45,7 @@ const (
 	ReasonExempt          Reason = "exempt"
 	ReasonWithinLimits    Reason = "within-limits"
 	ReasonRateLimit       Reason = "rate-limit"
+	ReasonDailyCap        Reason = "daily-cap"
 	ReasonDNSFailure      Reason = "dns-failure"
 	ReasonStateFailure    Reason = "state-failure"
 	ReasonDuplicate       Reason = "duplicate-recipient"
@@ -88,6 +94,12 @@ var (
 		"Cannot check where this recipient's mail is hosted right now; try again later"}
 	ReplyStateDefer = Reply{451, "4.7.1",
 		"Temporary local problem; try again later"}
+	ReplyCapDefer = Reply{451, "4.7.1",
+		"This server has reached its daily volume for Microsoft-hosted mailboxes; try again later"}
+	ReplyCapReject = Reply{550, "5.7.1",
+		"This server has reached its daily volume for Microsoft-hosted mailboxes"}
+	// ReplyCapHold is the quarantine reason Postfix logs for a held message.
+	ReplyCapHold = Reply{Text: "msgate: daily volume for Microsoft-hosted mailboxes reached"}
 )
 
 // String is the reply as an SMTP line: "451 4.7.1 text".

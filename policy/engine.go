@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/msgate/msgate/policy/detect"
@@ -34,6 +35,8 @@ func ParseRuleAction(s string) (RuleAction, error) {
 	return 0, fmt.Errorf("unknown action %q (want defer, reject or monitor)", s)
 }
 
+func (a RuleAction) String() string { return [...]string{"defer", "reject", "monitor"}[a] }
+
 // Rule is one per-account rate limit on Microsoft units.
 type Rule struct {
 	Name   string
@@ -42,10 +45,14 @@ type Rule struct {
 	Action RuleAction
 }
 
+// Key is the store key of the rule's counter for an account.
+func (r Rule) Key(account string) string { return "rate/" + r.Name + "/" + account }
+
 // Config is what the engine decides by.
 type Config struct {
 	Rules  []Rule
-	Exempt []string // accounts never limited
+	Exempt []string // accounts never limited by rate rules (the cap still counts them)
+	Cap    Cap
 	// DeferOnDNSFailure defers a recipient whose domain cannot be
 	// classified; otherwise it is treated as not Microsoft's.
 	DeferOnDNSFailure bool
@@ -59,51 +66,86 @@ type Detector interface {
 	Detect(ctx context.Context, domain string, now time.Time) (detect.Result, error)
 }
 
-// Engine decides. It is safe for concurrent use by many sessions.
-type Engine struct {
-	det    Detector
-	store  state.Store
-	rules  []Rule // reject rules first, then defer, then monitor
+// params is one configuration of the engine, swapped whole on reload.
+type params struct {
+	cfg Config
+	det Detector
+	// limits are the cap (when enabled) and the rules, strictest first:
+	// Reserve reports the first full hard counter, so its action wins.
+	limits []limit
 	exempt map[string]bool
-	cfg    Config
+}
+
+// limit is one counter a unit may count against: the cap or a rule.
+type limit struct {
+	rule     *Rule // nil for the cap
+	severity int
+	soft     bool
+}
+
+func newParams(cfg Config, det Detector) *params {
+	p := &params{cfg: cfg, det: det, exempt: make(map[string]bool, len(cfg.Exempt))}
+	for _, a := range cfg.Exempt {
+		p.exempt[strings.ToLower(a)] = true
+	}
+	if cfg.Cap.Enabled {
+		sev := map[CapAction]int{CapReject: 3, CapDefer: 2, CapHold: 1, CapMonitor: 0}[cfg.Cap.Action]
+		p.limits = append(p.limits, limit{severity: sev, soft: cfg.Cap.Action == CapMonitor})
+	}
+	for i := range cfg.Rules {
+		r := &cfg.Rules[i]
+		sev := map[RuleAction]int{RuleReject: 3, RuleDefer: 2, RuleMonitor: 0}[r.Action]
+		p.limits = append(p.limits, limit{rule: r, severity: sev, soft: r.Action == RuleMonitor})
+	}
+	sort.SliceStable(p.limits, func(i, j int) bool { return p.limits[i].severity > p.limits[j].severity })
+	return p
+}
+
+// Engine decides. It is safe for concurrent use by many sessions, and its
+// configuration can be replaced while it runs.
+type Engine struct {
+	store state.Store
+	p     atomic.Pointer[params]
 }
 
 // NewEngine returns an engine over a detector and a state store.
 func NewEngine(cfg Config, det Detector, store state.Store) *Engine {
-	rules := append([]Rule(nil), cfg.Rules...)
-	sort.SliceStable(rules, func(i, j int) bool { return severity(rules[i].Action) > severity(rules[j].Action) })
-	exempt := make(map[string]bool, len(cfg.Exempt))
-	for _, a := range cfg.Exempt {
-		exempt[strings.ToLower(a)] = true
-	}
-	return &Engine{det: det, store: store, rules: rules, exempt: exempt, cfg: cfg}
+	e := &Engine{store: store}
+	e.p.Store(newParams(cfg, det))
+	return e
 }
 
-func severity(a RuleAction) int {
-	switch a {
-	case RuleReject:
-		return 2
-	case RuleDefer:
-		return 1
-	}
-	return 0
+// Reload replaces the configuration and detector. Transactions in flight
+// finish under the configuration they started with; counts are kept.
+func (e *Engine) Reload(cfg Config, det Detector) {
+	e.p.Store(newParams(cfg, det))
 }
+
+// Config is the configuration in force.
+func (e *Engine) Config() Config { return e.p.Load().cfg }
+
+// Store is the state store the engine counts in.
+func (e *Engine) Store() state.Store { return e.store }
 
 // Transaction is one message's worth of policy state, owned by one milter
 // session. The zero value is not usable; call Engine.Begin.
 type Transaction struct {
 	Env     Envelope
 	Account Account
+	p       *params
 	held    []state.Reservation
 	seen    map[string]bool // Microsoft recipients already counted, lower-cased
 	// refusal is the strictest refusal of a non-SMTP transaction, applied to
 	// the whole message at end of message.
 	refusal *Decision
+	// hold is set when a recipient went past a cap whose action is hold:
+	// the whole message goes to the hold queue at end of message.
+	hold *Decision
 }
 
 // Begin starts a transaction for an envelope (at MAIL FROM).
 func (e *Engine) Begin(env Envelope) *Transaction {
-	return &Transaction{Env: env, Account: AccountOf(env)}
+	return &Transaction{Env: env, Account: AccountOf(env), p: e.p.Load()}
 }
 
 // Held is the number of units the transaction has reserved.
@@ -113,7 +155,7 @@ func (tx *Transaction) Held() int { return len(tx.held) }
 // within limits, reserves its unit in the transaction.
 func (e *Engine) Recipient(ctx context.Context, tx *Transaction, rcpt string, now time.Time) Decision {
 	d := e.recipient(ctx, tx, rcpt, now)
-	if tx.Env.NonSMTP && d.Verdict != Accept {
+	if tx.Env.NonSMTP && (d.Verdict == Defer || d.Verdict == Reject) {
 		// Refusing one recipient of sendmail-command mail is not possible:
 		// remember the strictest refusal for the whole message.
 		if tx.refusal == nil || d.Verdict > tx.refusal.Verdict {
@@ -127,6 +169,7 @@ func (e *Engine) Recipient(ctx context.Context, tx *Transaction, rcpt string, no
 }
 
 func (e *Engine) recipient(ctx context.Context, tx *Transaction, rcpt string, now time.Time) Decision {
+	p := tx.p
 	domain := Domain(rcpt)
 	d := Decision{Domain: domain, Reason: ReasonNotMicrosoft}
 	if domain == "" || tx.Account.Kind == AccountNone {
@@ -135,10 +178,10 @@ func (e *Engine) recipient(ctx context.Context, tx *Transaction, rcpt string, no
 		}
 		return d
 	}
-	res, err := e.det.Detect(ctx, domain, now)
+	res, err := p.det.Detect(ctx, domain, now)
 	if err != nil {
 		d.Reason, d.Err = ReasonDNSFailure, err
-		if e.cfg.DeferOnDNSFailure {
+		if p.cfg.DeferOnDNSFailure {
 			d.Verdict, d.Reply = Defer, ReplyDNSDefer
 		}
 		return d
@@ -152,35 +195,58 @@ func (e *Engine) recipient(ctx context.Context, tx *Transaction, rcpt string, no
 		d.Reason = ReasonDuplicate
 		return d
 	}
-	if e.exempt[strings.ToLower(tx.Account.Name)] {
-		d.Reason = ReasonExempt
-		return d
-	}
-	counters := make([]state.Counter, len(e.rules))
-	for i, r := range e.rules {
-		counters[i] = state.Counter{
-			Key:    "rate/" + r.Name + "/" + tx.Account.Name,
-			Window: r.Window,
-			Limit:  r.Limit,
-			Soft:   r.Action == RuleMonitor,
+	exempt := p.exempt[strings.ToLower(tx.Account.Name)]
+	counters := make([]state.Counter, 0, len(p.limits))
+	limits := make([]limit, 0, len(p.limits))
+	for _, l := range p.limits {
+		var c state.Counter
+		if l.rule == nil {
+			c = state.Counter{Key: capKey, Window: p.cfg.Cap.Window, Limit: p.cfg.Cap.LimitAt(now)}
+		} else if !exempt {
+			c = state.Counter{Key: l.rule.Key(tx.Account.Name), Window: l.rule.Window, Limit: l.rule.Limit}
+		} else {
+			continue
 		}
+		c.Soft = l.soft
+		counters = append(counters, c)
+		limits = append(limits, l)
+	}
+	d.Reason = ReasonWithinLimits
+	if exempt {
+		d.Reason = ReasonExempt
 	}
 	if len(counters) == 0 {
-		d.Reason = ReasonWithinLimits
 		return d
 	}
 	out, err := e.store.Reserve(ctx, counters, now)
 	if err != nil {
 		d.Reason, d.Err = ReasonStateFailure, err
-		if !e.cfg.AcceptOnStateFailure {
+		if !p.cfg.AcceptOnStateFailure {
 			d.Verdict, d.Reply = Defer, ReplyStateDefer
 		}
 		return d
 	}
 	if !out.Admitted {
-		r := e.rules[out.Blocked]
-		d.Reason, d.Rule = ReasonRateLimit, r.Name
-		if r.Action == RuleReject {
+		l := limits[out.Blocked]
+		if l.rule == nil {
+			d.Reason = ReasonDailyCap
+			switch p.cfg.Cap.Action {
+			case CapReject:
+				d.Verdict, d.Reply = Reject, ReplyCapReject
+			case CapHold:
+				// The recipient is accepted; the whole message is held at
+				// end of message and its units are not counted.
+				h := d
+				h.Verdict, h.Reply = Hold, ReplyCapHold
+				tx.hold = &h
+				d.Postponed = true
+			default:
+				d.Verdict, d.Reply = Defer, ReplyCapDefer
+			}
+			return d
+		}
+		d.Reason, d.Rule = ReasonRateLimit, l.rule.Name
+		if l.rule.Action == RuleReject {
 			d.Verdict, d.Reply = Reject, ReplyRateReject
 		} else {
 			d.Verdict, d.Reply = Defer, ReplyRateDefer
@@ -192,20 +258,32 @@ func (e *Engine) recipient(ctx context.Context, tx *Transaction, rcpt string, no
 		tx.seen = make(map[string]bool)
 	}
 	tx.seen[key] = true
-	d.Reason = ReasonWithinLimits
 	if len(out.OverSoft) > 0 {
-		d.Reason, d.Monitor, d.Rule = ReasonRateLimit, true, e.rules[out.OverSoft[0]].Name
+		l := limits[out.OverSoft[0]]
+		d.Monitor = true
+		if l.rule == nil {
+			d.Reason = ReasonDailyCap
+		} else {
+			d.Reason, d.Rule = ReasonRateLimit, l.rule.Name
+		}
 	}
 	return d
 }
 
 // EndOfMessage decides the whole message at end of message. When the
 // message passes, its units are committed; otherwise they are released and
-// the decision carries the refusal (only non-SMTP mail is refused here).
+// the decision carries the refusal (non-SMTP mail) or the hold.
 func (e *Engine) EndOfMessage(ctx context.Context, tx *Transaction, now time.Time) Decision {
-	if tx.refusal != nil {
+	switch {
+	case tx.refusal != nil:
 		d := *tx.refusal
 		d.Reason, d.Err = ReasonMessageRefused, errors.Join(fmt.Errorf("a recipient was refused: %s", tx.refusal.Reason), tx.refusal.Err)
+		e.Abort(ctx, tx)
+		return d
+	case tx.hold != nil:
+		d := *tx.hold
+		// A held message is not sent: its units are not counted. Released
+		// with postsuper -H, it leaves uncounted.
 		e.Abort(ctx, tx)
 		return d
 	}
@@ -221,7 +299,7 @@ func (e *Engine) EndOfMessage(ctx context.Context, tx *Transaction, now time.Tim
 		// A unit that cannot be made to count must not slip through: the
 		// message is deferred unless the admin chose to fail open.
 		d.Reason, d.Err = ReasonStateFailure, errors.Join(errs...)
-		if !e.cfg.AcceptOnStateFailure {
+		if !tx.p.cfg.AcceptOnStateFailure {
 			d.Verdict, d.Reply = Defer, ReplyStateDefer
 		}
 	}

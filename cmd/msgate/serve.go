@@ -98,6 +98,16 @@ func engineConfig(cfg *config.Config) (policy.Config, error) {
 		DeferOnDNSFailure:    cfg.Microsoft.OnDNSFailure == config.ActionDefer,
 		AcceptOnStateFailure: cfg.Milter.OnError == config.ActionAccept,
 	}
+	m := cfg.Mitigation
+	action, ok := policy.ParseCapAction(m.Action)
+	if !ok {
+		return pc, fmt.Errorf("mitigation.action %q", m.Action)
+	}
+	pc.Cap = policy.Cap{Enabled: m.Enabled, Daily: m.DailyCap, Window: m.Window.D(), Action: action,
+		Ramp: m.Ramp, Growth: m.RampGrowth, Ceiling: m.RampCeiling}
+	if start, ok := m.RampStartTime(); ok {
+		pc.Cap.RampStart = start
+	}
 	for _, r := range cfg.Rate {
 		a, err := policy.ParseRuleAction(r.Action)
 		if err != nil {

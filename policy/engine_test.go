@@ -1,0 +1,249 @@
+package policy_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/msgate/msgate/policy"
+	"github.com/msgate/msgate/policy/detect"
+	"github.com/msgate/msgate/policy/state"
+	"github.com/msgate/msgate/policy/state/memory"
+)
+
+type fakeDetector struct{}
+
+func (fakeDetector) Detect(_ context.Context, domain string, _ time.Time) (detect.Result, error) {
+	switch domain {
+	case "outlook.com", "hotmail.com":
+		return detect.Result{Microsoft: true, Group: detect.GroupConsumer}, nil
+	case "broken.test":
+		return detect.Result{}, detect.ErrLookup
+	}
+	return detect.Result{}, nil
+}
+
+// failingStore fails every call, as a dead backend does.
+type failingStore struct{ state.Store }
+
+var errDown = errors.Join(state.ErrUnavailable, errors.New("disk gone"))
+
+func (failingStore) Reserve(context.Context, []state.Counter, time.Time) (state.Outcome, error) {
+	return state.Outcome{}, errDown
+}
+
+// commitFailingStore admits but cannot make units durable.
+type commitFailingStore struct{ *memory.Store }
+
+func (commitFailingStore) Commit(context.Context, state.Reservation, time.Time) error { return errDown }
+
+var (
+	t0  = time.Date(2026, 11, 27, 9, 0, 0, 0, time.UTC)
+	ctx = context.Background()
+)
+
+func hourly(n int64) policy.Rule {
+	return policy.Rule{Name: "hourly", Window: time.Hour, Limit: n, Action: policy.RuleDefer}
+}
+
+func capOf(n int64, a policy.CapAction) policy.Cap {
+	return policy.Cap{Enabled: true, Daily: n, Window: 24 * time.Hour, Action: a}
+}
+
+// send runs one SMTP transaction and returns the RCPT decisions and the end
+// of message decision.
+func send(e *policy.Engine, login string, rcpts ...string) ([]policy.Decision, policy.Decision) {
+	tx := e.Begin(policy.Envelope{SASLLogin: login, Sender: login + "@example.org", ClientIP: "192.0.2.1"})
+	var ds []policy.Decision
+	for _, r := range rcpts {
+		ds = append(ds, e.Recipient(ctx, tx, r, t0))
+	}
+	return ds, e.EndOfMessage(ctx, tx, t0)
+}
+
+func usage(t *testing.T, s state.Store, key string, window time.Duration) int64 {
+	t.Helper()
+	u, err := s.Usage(ctx, key, window, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u.Committed + u.Reserved
+}
+
+func TestCapRefusalConsumesNoAccountBudget(t *testing.T) {
+	s := memory.New()
+	e := policy.NewEngine(policy.Config{Rules: []policy.Rule{hourly(10)}, Cap: capOf(2, policy.CapDefer)}, fakeDetector{}, s)
+	ds, _ := send(e, "alice", "a@outlook.com", "b@outlook.com", "c@outlook.com")
+	if ds[2].Verdict != policy.Defer || ds[2].Reason != policy.ReasonDailyCap || ds[2].Reply != policy.ReplyCapDefer {
+		t.Fatalf("third unit: %+v, want deferred by the cap", ds[2])
+	}
+	if got := usage(t, s, "rate/hourly/alice", time.Hour); got != 2 {
+		t.Errorf("alice's budget used %d, want 2: the unit the cap refused must not count", got)
+	}
+}
+
+func TestAccountRefusalConsumesNoCap(t *testing.T) {
+	s := memory.New()
+	e := policy.NewEngine(policy.Config{Rules: []policy.Rule{hourly(1)}, Cap: capOf(100, policy.CapDefer)}, fakeDetector{}, s)
+	ds, _ := send(e, "alice", "a@outlook.com", "b@outlook.com")
+	if ds[1].Reason != policy.ReasonRateLimit || ds[1].Rule != "hourly" {
+		t.Fatalf("second unit: %+v, want refused by the hourly rule", ds[1])
+	}
+	if got := usage(t, s, "cap", 24*time.Hour); got != 1 {
+		t.Errorf("cap used %d, want 1", got)
+	}
+}
+
+func TestStrictestActionWins(t *testing.T) {
+	s := memory.New()
+	rules := []policy.Rule{hourly(1), {Name: "strict", Window: time.Hour, Limit: 1, Action: policy.RuleReject}}
+	e := policy.NewEngine(policy.Config{Rules: rules}, fakeDetector{}, s)
+	ds, _ := send(e, "alice", "a@outlook.com", "b@outlook.com")
+	if ds[1].Verdict != policy.Reject || ds[1].Rule != "strict" || ds[1].Reply.Code != 550 {
+		t.Fatalf("got %+v, want the reject rule to decide", ds[1])
+	}
+}
+
+func TestExemptCountsOnlyAgainstCap(t *testing.T) {
+	s := memory.New()
+	e := policy.NewEngine(policy.Config{Rules: []policy.Rule{hourly(1)}, Exempt: []string{"Backup"}, Cap: capOf(3, policy.CapDefer)}, fakeDetector{}, s)
+	ds, _ := send(e, "backup", "a@outlook.com", "b@outlook.com", "c@outlook.com", "d@outlook.com")
+	for i, d := range ds[:3] {
+		if d.Verdict != policy.Accept || d.Reason != policy.ReasonExempt {
+			t.Errorf("unit %d: %+v, want accepted as exempt", i, d)
+		}
+	}
+	if ds[3].Reason != policy.ReasonDailyCap {
+		t.Errorf("exempt account went past the server cap: %+v", ds[3])
+	}
+}
+
+func TestCapHoldHoldsWholeMessageUncounted(t *testing.T) {
+	s := memory.New()
+	e := policy.NewEngine(policy.Config{Cap: capOf(1, policy.CapHold)}, fakeDetector{}, s)
+	send(e, "alice", "a@outlook.com")
+	ds, eom := send(e, "alice", "b@example.net", "c@outlook.com")
+	for _, d := range ds {
+		if d.Verdict != policy.Accept {
+			t.Errorf("recipient refused under hold: %+v", d)
+		}
+	}
+	if eom.Verdict != policy.Hold || eom.Reply.Text == "" {
+		t.Fatalf("end of message: %+v, want hold with a reason", eom)
+	}
+	if got := usage(t, s, "cap", 24*time.Hour); got != 1 {
+		t.Errorf("cap used %d, want 1: held mail is not counted", got)
+	}
+}
+
+func TestMonitorPassesAndSaysSo(t *testing.T) {
+	s := memory.New()
+	e := policy.NewEngine(policy.Config{Cap: capOf(1, policy.CapMonitor),
+		Rules: []policy.Rule{{Name: "watch", Window: time.Hour, Limit: 1, Action: policy.RuleMonitor}}}, fakeDetector{}, s)
+	ds, eom := send(e, "alice", "a@outlook.com", "b@outlook.com")
+	if ds[0].Monitor {
+		t.Errorf("first unit flagged as over: %+v", ds[0])
+	}
+	if ds[1].Verdict != policy.Accept || !ds[1].Monitor {
+		t.Errorf("second unit: %+v, want accepted and flagged would-have-acted", ds[1])
+	}
+	if eom.Verdict != policy.Accept {
+		t.Errorf("end of message: %+v", eom)
+	}
+}
+
+func TestNullSenderAndNonMicrosoftCountNothing(t *testing.T) {
+	s := memory.New()
+	e := policy.NewEngine(policy.Config{Rules: []policy.Rule{hourly(1)}, Cap: capOf(1, policy.CapReject)}, fakeDetector{}, s)
+	tx := e.Begin(policy.Envelope{NullSender: true, ClientIP: "192.0.2.1"})
+	for range 3 {
+		if d := e.Recipient(ctx, tx, "a@outlook.com", t0); d.Verdict != policy.Accept || d.Reason != policy.ReasonNullSender {
+			t.Fatalf("bounce: %+v", d)
+		}
+	}
+	e.EndOfMessage(ctx, tx, t0)
+	ds, _ := send(e, "alice", "x@example.net", "y@example.net")
+	for _, d := range ds {
+		if d.Verdict != policy.Accept || d.Microsoft {
+			t.Errorf("non-Microsoft recipient: %+v", d)
+		}
+	}
+	if got := usage(t, s, "cap", 24*time.Hour); got != 0 {
+		t.Errorf("cap used %d, want 0", got)
+	}
+}
+
+func TestDuplicateRecipientCountsOnce(t *testing.T) {
+	s := memory.New()
+	e := policy.NewEngine(policy.Config{Rules: []policy.Rule{hourly(1)}}, fakeDetector{}, s)
+	ds, _ := send(e, "alice", "a@outlook.com", "A@Outlook.com")
+	if ds[1].Verdict != policy.Accept || ds[1].Reason != policy.ReasonDuplicate {
+		t.Fatalf("duplicate: %+v", ds[1])
+	}
+}
+
+func TestStateFailure(t *testing.T) {
+	for _, failOpen := range []bool{false, true} {
+		e := policy.NewEngine(policy.Config{Rules: []policy.Rule{hourly(10)}, AcceptOnStateFailure: failOpen}, fakeDetector{}, failingStore{})
+		ds, _ := send(e, "alice", "a@outlook.com")
+		d := ds[0]
+		if d.Reason != policy.ReasonStateFailure || !errors.Is(d.Err, state.ErrUnavailable) {
+			t.Errorf("fail open %v: %+v", failOpen, d)
+		}
+		if want := map[bool]policy.Verdict{false: policy.Defer, true: policy.Accept}[failOpen]; d.Verdict != want {
+			t.Errorf("fail open %v: verdict %v, want %v", failOpen, d.Verdict, want)
+		}
+		if d.Reply.Code != 0 && d.Reply != policy.ReplyStateDefer {
+			t.Errorf("reply leaks internals: %v", d.Reply)
+		}
+	}
+}
+
+func TestCommitFailureDefersMessage(t *testing.T) {
+	e := policy.NewEngine(policy.Config{Rules: []policy.Rule{hourly(10)}}, fakeDetector{}, commitFailingStore{memory.New()})
+	_, eom := send(e, "alice", "a@outlook.com")
+	if eom.Verdict != policy.Defer || eom.Reason != policy.ReasonStateFailure {
+		t.Fatalf("end of message with a failed commit: %+v, want deferred", eom)
+	}
+}
+
+func TestDNSFailure(t *testing.T) {
+	for _, deferOn := range []bool{false, true} {
+		e := policy.NewEngine(policy.Config{DeferOnDNSFailure: deferOn}, fakeDetector{}, memory.New())
+		ds, _ := send(e, "alice", "a@broken.test")
+		want := map[bool]policy.Verdict{false: policy.Accept, true: policy.Defer}[deferOn]
+		if ds[0].Verdict != want || ds[0].Reason != policy.ReasonDNSFailure {
+			t.Errorf("defer=%v: %+v", deferOn, ds[0])
+		}
+	}
+}
+
+func TestNonSMTPRefusalIsPostponed(t *testing.T) {
+	s := memory.New()
+	e := policy.NewEngine(policy.Config{Rules: []policy.Rule{hourly(1)}}, fakeDetector{}, s)
+	tx := e.Begin(policy.Envelope{Sender: "cron@example.org", NonSMTP: true})
+	d1 := e.Recipient(ctx, tx, "a@outlook.com", t0)
+	d2 := e.Recipient(ctx, tx, "b@outlook.com", t0)
+	if d1.Verdict != policy.Accept || d2.Verdict != policy.Accept || !d2.Postponed {
+		t.Fatalf("RCPT decisions %+v %+v: non-SMTP recipients must not be refused one by one", d1, d2)
+	}
+	eom := e.EndOfMessage(ctx, tx, t0)
+	if eom.Verdict != policy.Defer || eom.Reply != policy.ReplyRateDefer {
+		t.Fatalf("end of message: %+v, want the whole message deferred", eom)
+	}
+	if got := usage(t, s, "rate/hourly/cron@example.org", time.Hour); got != 0 {
+		t.Errorf("units of the deferred message still held: %d", got)
+	}
+}
+
+func TestReloadKeepsCounts(t *testing.T) {
+	s := memory.New()
+	e := policy.NewEngine(policy.Config{Rules: []policy.Rule{hourly(2)}}, fakeDetector{}, s)
+	send(e, "alice", "a@outlook.com", "b@outlook.com")
+	e.Reload(policy.Config{Rules: []policy.Rule{hourly(3)}}, fakeDetector{})
+	ds, _ := send(e, "alice", "c@outlook.com", "d@outlook.com")
+	if ds[0].Verdict != policy.Accept || ds[1].Verdict != policy.Defer {
+		t.Fatalf("after raising the limit to 3: %+v %+v, want one more accepted then deferred", ds[0], ds[1])
+	}
+}
