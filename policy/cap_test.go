@@ -7,7 +7,9 @@ import (
 
 func TestCapLimitAt(t *testing.T) {
 	start := time.Date(2026, 11, 25, 0, 0, 0, 0, time.UTC)
-	day := func(n int, h int) time.Time { return start.Add(time.Duration(n-1)*24*time.Hour + time.Duration(h)*time.Hour) }
+	day := func(n int, h int) time.Time {
+		return start.Add(time.Duration(n-1)*24*time.Hour + time.Duration(h)*time.Hour)
+	}
 	list := Cap{Daily: 500, RampStart: start, Ramp: []int64{100, 200, 400}}
 	growth := Cap{Daily: 100, RampStart: start, Growth: 1.5, Ceiling: 300}
 	flat := Cap{Daily: 500}
