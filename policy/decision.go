@@ -46,6 +46,7 @@ const (
 	ReasonWithinLimits    Reason = "within-limits"
 	ReasonRateLimit       Reason = "rate-limit"
 	ReasonDailyCap        Reason = "daily-cap"
+	ReasonFlagged         Reason = "account-flagged"
 	ReasonDNSFailure      Reason = "dns-failure"
 	ReasonStateFailure    Reason = "state-failure"
 	ReasonDuplicate       Reason = "duplicate-recipient"
@@ -94,6 +95,10 @@ var (
 		"Cannot check where this recipient's mail is hosted right now; try again later"}
 	ReplyStateDefer = Reply{451, "4.7.1",
 		"Temporary local problem; try again later"}
+	ReplyFlaggedDefer = Reply{451, "4.7.1",
+		"Mail from this account to Microsoft-hosted mailboxes is held because recipients complained; contact your postmaster"}
+	ReplyFlaggedReject = Reply{550, "5.7.1",
+		"Mail from this account to Microsoft-hosted mailboxes is stopped because recipients complained; contact your postmaster"}
 	ReplyCapDefer = Reply{451, "4.7.1",
 		"This server has reached its daily volume for Microsoft-hosted mailboxes; try again later"}
 	ReplyCapReject = Reply{550, "5.7.1",

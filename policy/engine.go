@@ -195,6 +195,21 @@ func (e *Engine) recipient(ctx context.Context, tx *Transaction, rcpt string, no
 		d.Reason = ReasonDuplicate
 		return d
 	}
+	if flags, ok := e.store.(state.Flags); ok {
+		f, flagged, err := flags.GetFlag(ctx, tx.Account.Name)
+		if err != nil {
+			return e.stateFailure(p, d, err)
+		}
+		if flagged {
+			d.Reason = ReasonFlagged
+			if f.Action == "reject" {
+				d.Verdict, d.Reply = Reject, ReplyFlaggedReject
+			} else {
+				d.Verdict, d.Reply = Defer, ReplyFlaggedDefer
+			}
+			return d
+		}
+	}
 	exempt := p.exempt[strings.ToLower(tx.Account.Name)]
 	counters := make([]state.Counter, 0, len(p.limits))
 	limits := make([]limit, 0, len(p.limits))
@@ -220,11 +235,7 @@ func (e *Engine) recipient(ctx context.Context, tx *Transaction, rcpt string, no
 	}
 	out, err := e.store.Reserve(ctx, counters, now)
 	if err != nil {
-		d.Reason, d.Err = ReasonStateFailure, err
-		if !p.cfg.AcceptOnStateFailure {
-			d.Verdict, d.Reply = Defer, ReplyStateDefer
-		}
-		return d
+		return e.stateFailure(p, d, err)
 	}
 	if !out.Admitted {
 		l := limits[out.Blocked]
@@ -266,6 +277,15 @@ func (e *Engine) recipient(ctx context.Context, tx *Transaction, rcpt string, no
 		} else {
 			d.Reason, d.Rule = ReasonRateLimit, l.rule.Name
 		}
+	}
+	return d
+}
+
+// stateFailure applies the configured answer when the store fails.
+func (e *Engine) stateFailure(p *params, d Decision, err error) Decision {
+	d.Reason, d.Err = ReasonStateFailure, err
+	if !p.cfg.AcceptOnStateFailure {
+		d.Verdict, d.Reply = Defer, ReplyStateDefer
 	}
 	return d
 }

@@ -247,3 +247,23 @@ func TestReloadKeepsCounts(t *testing.T) {
 		t.Fatalf("after raising the limit to 3: %+v %+v, want one more accepted then deferred", ds[0], ds[1])
 	}
 }
+
+func TestFlaggedAccount(t *testing.T) {
+	s := memory.New()
+	e := policy.NewEngine(policy.Config{Rules: []policy.Rule{hourly(100)}}, fakeDetector{}, s)
+	s.SetFlag(ctx, state.Flag{Account: "alice", Action: "defer", Reason: "manual", Since: t0})
+	s.SetFlag(ctx, state.Flag{Account: "mallory", Action: "reject", Reason: "complaints", Since: t0})
+	ds, _ := send(e, "alice", "a@outlook.com", "b@example.net")
+	if ds[0].Verdict != policy.Defer || ds[0].Reason != policy.ReasonFlagged || ds[0].Reply != policy.ReplyFlaggedDefer {
+		t.Errorf("flagged alice: %+v", ds[0])
+	}
+	if ds[1].Verdict != policy.Accept {
+		t.Errorf("flagged alice's non-Microsoft recipient: %+v", ds[1])
+	}
+	if ds, _ := send(e, "mallory", "a@outlook.com"); ds[0].Verdict != policy.Reject {
+		t.Errorf("mallory flagged reject: %+v", ds[0])
+	}
+	if ds, _ := send(e, "bob", "a@outlook.com"); ds[0].Verdict != policy.Accept {
+		t.Errorf("bob untouched: %+v", ds[0])
+	}
+}

@@ -100,3 +100,37 @@ func Oldest(now time.Time, window time.Duration) int64 {
 type Expirer interface {
 	Expire(ctx context.Context, now time.Time) error
 }
+
+// Flag marks an account whose Microsoft mail is held back: set by hand
+// (msgate account flag) or by complaint thresholds.
+type Flag struct {
+	Account string    `json:"account"`
+	Action  string    `json:"action"` // "defer" or "reject"
+	Reason  string    `json:"reason"` // "manual", "complaints"
+	Note    string    `json:"note,omitempty"`
+	Since   time.Time `json:"since"`
+}
+
+// Flags keeps account flags. Backends that persist counts persist flags
+// too.
+type Flags interface {
+	SetFlag(ctx context.Context, f Flag) error
+	// ClearFlag removes an account's flag; ok is false when it had none.
+	ClearFlag(ctx context.Context, account string) (ok bool, err error)
+	// GetFlag returns an account's flag; ok is false when it has none.
+	GetFlag(ctx context.Context, account string) (f Flag, ok bool, err error)
+	ListFlags(ctx context.Context) ([]Flag, error)
+}
+
+// KeyUsage is one counter's use, as listed by Scan.
+type KeyUsage struct {
+	Key    string
+	Window time.Duration
+	Usage
+}
+
+// Scanner lists counters whose key starts with a prefix, for the admin's
+// status view. It is not on the per-message path.
+type Scanner interface {
+	Scan(ctx context.Context, prefix string, now time.Time) ([]KeyUsage, error)
+}

@@ -7,6 +7,8 @@ package memory
 import (
 	"context"
 	"fmt"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -62,16 +64,24 @@ type Store struct {
 	counters map[string]*counter
 	pending  map[uint64]reservation
 	nextID   uint64
+
+	flagMu sync.RWMutex
+	flags  map[string]state.Flag
 }
 
-var _ state.Store = (*Store)(nil)
-var _ state.Expirer = (*Store)(nil)
+var (
+	_ state.Store   = (*Store)(nil)
+	_ state.Expirer = (*Store)(nil)
+	_ state.Flags   = (*Store)(nil)
+	_ state.Scanner = (*Store)(nil)
+)
 
 // New returns an empty store.
 func New() *Store {
 	return &Store{
 		counters: make(map[string]*counter),
 		pending:  make(map[uint64]reservation),
+		flags:    make(map[string]state.Flag),
 	}
 }
 
@@ -196,3 +206,56 @@ func (s *Store) dropIfIdle(key string, c *counter) {
 
 // Close implements state.Store.
 func (s *Store) Close() error { return nil }
+
+// SetFlag implements state.Flags.
+func (s *Store) SetFlag(_ context.Context, f state.Flag) error {
+	s.flagMu.Lock()
+	defer s.flagMu.Unlock()
+	s.flags[f.Account] = f
+	return nil
+}
+
+// ClearFlag implements state.Flags.
+func (s *Store) ClearFlag(_ context.Context, account string) (bool, error) {
+	s.flagMu.Lock()
+	defer s.flagMu.Unlock()
+	_, ok := s.flags[account]
+	delete(s.flags, account)
+	return ok, nil
+}
+
+// GetFlag implements state.Flags.
+func (s *Store) GetFlag(_ context.Context, account string) (state.Flag, bool, error) {
+	s.flagMu.RLock()
+	defer s.flagMu.RUnlock()
+	f, ok := s.flags[account]
+	return f, ok, nil
+}
+
+// ListFlags implements state.Flags, ordered by account.
+func (s *Store) ListFlags(_ context.Context) ([]state.Flag, error) {
+	s.flagMu.RLock()
+	fs := make([]state.Flag, 0, len(s.flags))
+	for _, f := range s.flags {
+		fs = append(fs, f)
+	}
+	s.flagMu.RUnlock()
+	slices.SortFunc(fs, func(a, b state.Flag) int { return strings.Compare(a.Account, b.Account) })
+	return fs, nil
+}
+
+// Scan implements state.Scanner, ordered by key.
+func (s *Store) Scan(_ context.Context, prefix string, now time.Time) ([]state.KeyUsage, error) {
+	s.mu.Lock()
+	var out []state.KeyUsage
+	for key, c := range s.counters {
+		if !strings.HasPrefix(key, prefix) {
+			continue
+		}
+		c.trim(now)
+		out = append(out, state.KeyUsage{Key: key, Window: c.window, Usage: state.Usage{Committed: c.total, Reserved: c.reserved}})
+	}
+	s.mu.Unlock()
+	slices.SortFunc(out, func(a, b state.KeyUsage) int { return strings.Compare(a.Key, b.Key) })
+	return out, nil
+}

@@ -35,6 +35,8 @@ func Run(t *testing.T, open Open) {
 		{"ConcurrentReserve", testConcurrentReserve},
 		{"KeysIndependent", testKeysIndependent},
 		{"Expire", testExpire},
+		{"Flags", testFlags},
+		{"Scan", testScan},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -240,4 +242,66 @@ func testExpire(t *testing.T, s state.Store) {
 		t.Fatalf("Expire: %v", err)
 	}
 	checkUsage(t, s, "old", time.Hour, later, state.Usage{})
+}
+
+func testFlags(t *testing.T, s state.Store) {
+	fs, ok := s.(state.Flags)
+	if !ok {
+		t.Skip("backend does not implement Flags")
+	}
+	ctx := context.Background()
+	if _, ok, err := fs.GetFlag(ctx, "alice"); ok || err != nil {
+		t.Fatalf("GetFlag of an unflagged account: ok=%v err=%v", ok, err)
+	}
+	f := state.Flag{Account: "alice", Action: "defer", Reason: "manual", Note: "phished", Since: t0}
+	if err := fs.SetFlag(ctx, f); err != nil {
+		t.Fatal(err)
+	}
+	if err := fs.SetFlag(ctx, state.Flag{Account: "bob", Action: "reject", Reason: "complaints", Since: t0}); err != nil {
+		t.Fatal(err)
+	}
+	got, ok, err := fs.GetFlag(ctx, "alice")
+	if err != nil || !ok || !got.Since.Equal(f.Since) || got.Action != f.Action || got.Note != f.Note || got.Reason != f.Reason {
+		t.Fatalf("GetFlag = %+v %v %v, want %+v", got, ok, err, f)
+	}
+	list, err := fs.ListFlags(ctx)
+	if err != nil || len(list) != 2 || list[0].Account != "alice" || list[1].Account != "bob" {
+		t.Fatalf("ListFlags = %+v %v", list, err)
+	}
+	if ok, err := fs.ClearFlag(ctx, "alice"); !ok || err != nil {
+		t.Fatalf("ClearFlag = %v %v", ok, err)
+	}
+	if ok, err := fs.ClearFlag(ctx, "alice"); ok || err != nil {
+		t.Fatalf("second ClearFlag = %v %v, want false", ok, err)
+	}
+	if _, ok, _ := fs.GetFlag(ctx, "alice"); ok {
+		t.Fatal("flag still there after ClearFlag")
+	}
+}
+
+func testScan(t *testing.T, s state.Store) {
+	sc, ok := s.(state.Scanner)
+	if !ok {
+		t.Skip("backend does not implement Scanner")
+	}
+	ctx := context.Background()
+	for _, k := range []string{"rate/h/b", "rate/h/a", "rate/h/a", "cap"} {
+		out := mustReserve(t, s, []state.Counter{hard(k, 10)}, t0)
+		if k != "rate/h/b" {
+			if err := s.Commit(ctx, out.Reservation, t0); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	got, err := sc.Scan(ctx, "rate/h/", t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []state.KeyUsage{
+		{Key: "rate/h/a", Window: time.Hour, Usage: state.Usage{Committed: 2}},
+		{Key: "rate/h/b", Window: time.Hour, Usage: state.Usage{Reserved: 1}},
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("Scan = %+v, want %+v", got, want)
+	}
 }
