@@ -65,6 +65,9 @@ var Macros = map[gomilter.Stage][]string{
 type Server struct {
 	opts Options
 	lib  *gomilter.Server
+	// observe is told every decision and how long the policy took over it
+	// (for metrics).
+	observe atomic.Pointer[func(stage string, d policy.Decision, took time.Duration)]
 
 	mu       sync.Mutex
 	sessions map[*session]struct{}
@@ -96,6 +99,12 @@ func NewServer(opts Options) *Server {
 		SymList:   Macros,
 	}
 	return s
+}
+
+// Observe sets a function told every decision ("recipient" or
+// "end-of-message") and how long the policy took over it.
+func (s *Server) Observe(fn func(stage string, d policy.Decision, took time.Duration)) {
+	s.observe.Store(&fn)
 }
 
 func (s *Server) newMilter() gomilter.Milter {

@@ -6,6 +6,7 @@ import (
 	"net/textproto"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	gomilter "github.com/emersion/go-milter"
 	"go.uber.org/zap"
@@ -132,10 +133,18 @@ func (s *session) RcptTo(rcpt string, m *gomilter.Modifier) (gomilter.Response, 
 		s.tx.Env.QueueID = m.Macros["i"]
 	}
 	ctx, cancel := s.ctx()
+	start := time.Now()
 	d := s.srv.opts.Policy.Recipient(ctx, s.tx, rcpt, s.srv.opts.Now())
+	s.observe("recipient", d, start)
 	cancel()
 	s.logDecision("recipient", d)
 	return Response(d), nil
+}
+
+func (s *session) observe(stage string, d policy.Decision, start time.Time) {
+	if o := s.srv.observe.Load(); o != nil {
+		(*o)(stage, d, time.Since(start))
+	}
 }
 
 func (s *session) logDecision(stage string, d policy.Decision) {
@@ -175,7 +184,9 @@ func (s *session) Body(m *gomilter.Modifier) (gomilter.Response, error) {
 	}
 	units := s.tx.Held()
 	ctx, cancel := s.ctx()
+	start := time.Now()
 	d := s.srv.opts.Policy.EndOfMessage(ctx, s.tx, s.srv.opts.Now())
+	s.observe("end-of-message", d, start)
 	cancel()
 	if units > 0 || d.Verdict != policy.Accept || d.Err != nil {
 		s.txLog = s.txLog.With(zap.Int("units", units))

@@ -50,8 +50,8 @@ type Cap struct {
 	Ceiling int64
 }
 
-// capKey is the store key of the server-wide cap.
-const capKey = "cap"
+// CapKey is the store key of the server-wide cap.
+const CapKey = "cap"
 
 // Day is the ramp day at now: 1 on RampStart, 0 when there is no ramp, and
 // 1 before the ramp starts.

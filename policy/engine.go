@@ -216,7 +216,7 @@ func (e *Engine) recipient(ctx context.Context, tx *Transaction, rcpt string, no
 	for _, l := range p.limits {
 		var c state.Counter
 		if l.rule == nil {
-			c = state.Counter{Key: capKey, Window: p.cfg.Cap.Window, Limit: p.cfg.Cap.LimitAt(now)}
+			c = state.Counter{Key: CapKey, Window: p.cfg.Cap.Window, Limit: p.cfg.Cap.LimitAt(now)}
 		} else if !exempt {
 			c = state.Counter{Key: l.rule.Key(tx.Account.Name), Window: l.rule.Window, Limit: l.rule.Limit}
 		} else {

@@ -32,6 +32,8 @@ func commands() []command {
 	return []command{
 		{"serve", "run the milter", runServe},
 		{"check", "validate a config file and list every problem", runCheck},
+		{"status", "show what the running daemon knows: cap use, busiest accounts, flags", runStatus},
+		{"account", "show, flag or unflag one account (account show|flag|unflag ACCOUNT)", runAccount},
 		{"try", "drive a running milter as an MTA would and print each reply", runTry},
 		{"version", "print the version", runVersion},
 	}

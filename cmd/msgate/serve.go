@@ -6,12 +6,18 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
+	"os"
 	"os/signal"
+	"path/filepath"
+	"sync/atomic"
 	"syscall"
 	"time"
 
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 
+	"github.com/msgate/msgate/cmd/msgate/internal/admin"
 	"github.com/msgate/msgate/milter"
 	"github.com/msgate/msgate/policy"
 	"github.com/msgate/msgate/policy/config"
@@ -30,11 +36,13 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, err)
 		return exitUsage
 	}
-	log, err := newLogger(cfg.Log, stderr)
+	level, err := zapcore.ParseLevel(cfg.Log.Level)
 	if err != nil {
 		fmt.Fprintln(stderr, "msgate serve:", err)
 		return exitUsage
 	}
+	atom := zap.NewAtomicLevelAt(level)
+	log := newLogger(cfg.Log.Format, atom, stderr)
 	defer log.Sync()
 	// go-milter reports connection errors through the standard logger.
 	undo, _ := zap.RedirectStdLogAt(log.Named("go-milter"), zap.WarnLevel)
@@ -45,21 +53,36 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 		log.Error("cannot start", zap.String("config", source), zap.Error(err))
 		return exitUsage
 	}
+	d.source, d.level = source, atom
 	defer d.close()
-	network, address, _ := config.ParseListen(cfg.Milter.Listen)
-	ln, err := milter.Listen(network, address, cfg.Milter.FileMode())
+	ln, err := listen(cfg.Milter.Listen, cfg.Milter.FileMode())
 	if err != nil {
-		log.Error("cannot listen", zap.String("listen", cfg.Milter.Listen), zap.Error(err))
+		log.Error("cannot listen for the MTA", zap.String("listen", cfg.Milter.Listen), zap.Error(err))
+		return exitTempFail
+	}
+	adminLn, err := listen(cfg.Admin.Listen, cfg.Admin.FileMode())
+	if err != nil {
+		ln.Close()
+		log.Error("cannot listen for the admin API", zap.String("listen", cfg.Admin.Listen), zap.Error(err))
 		return exitTempFail
 	}
 	log.Info("msgate serving",
 		zap.String("version", version), zap.String("config", source),
-		zap.String("milter", cfg.Milter.Listen), zap.String("state", cfg.State.Backend),
-		zap.Int("rate_rules", len(cfg.Rate)))
+		zap.String("milter", cfg.Milter.Listen), zap.String("admin", cfg.Admin.Listen),
+		zap.String("state", cfg.State.Backend), zap.Int("rate_rules", len(cfg.Rate)),
+		zap.Bool("cap", cfg.Mitigation.Enabled))
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	if err := d.run(ctx, ln); err != nil {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for range hup {
+			d.reload()
+		}
+	}()
+	if err := d.run(ctx, ln, adminLn); err != nil {
 		log.Error("milter server failed", zap.Error(err))
 		return exitFailure
 	}
@@ -67,15 +90,34 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	return exitOK
 }
 
+// listen opens a socket in Postfix notation; a unix socket's directory is
+// created when missing.
+func listen(spec string, mode os.FileMode) (net.Listener, error) {
+	network, address, err := config.ParseListen(spec)
+	if err != nil {
+		return nil, err
+	}
+	if network == "unix" {
+		if err := os.MkdirAll(filepath.Dir(address), 0o750); err != nil {
+			return nil, fmt.Errorf("creating the socket's directory: %w", err)
+		}
+	}
+	return milter.Listen(network, address, mode)
+}
+
 // daemon is msgate serve's parts, wired.
 type daemon struct {
-	cfg    *config.Config
-	log    *zap.Logger
-	det    *detect.Detector
-	store  state.Store
-	engine *policy.Engine
-	srv    *milter.Server
-	now    func() time.Time
+	cfg     atomic.Pointer[config.Config]
+	source  string // the config file, or "built-in defaults"
+	level   zap.AtomicLevel
+	log     *zap.Logger
+	det     atomic.Pointer[detect.Detector]
+	store   state.Store
+	engine  *policy.Engine
+	srv     *milter.Server
+	metrics *admin.Metrics
+	api     *admin.Server
+	now     func() time.Time
 }
 
 func buildDetector(cfg *config.Config) (*detect.Detector, error) {
@@ -118,6 +160,14 @@ func engineConfig(cfg *config.Config) (policy.Config, error) {
 	return pc, nil
 }
 
+func openStore(cfg *config.Config) (state.Store, error) {
+	switch cfg.State.Backend {
+	case config.BackendMemory:
+		return memory.New(), nil
+	}
+	return nil, fmt.Errorf("state.backend %q is not available", cfg.State.Backend)
+}
+
 func newDaemon(cfg *config.Config, log *zap.Logger) (*daemon, error) {
 	det, err := buildDetector(cfg)
 	if err != nil {
@@ -127,14 +177,13 @@ func newDaemon(cfg *config.Config, log *zap.Logger) (*daemon, error) {
 	if err != nil {
 		return nil, err
 	}
-	var store state.Store
-	switch cfg.State.Backend {
-	case config.BackendMemory:
-		store = memory.New()
-	default:
-		return nil, fmt.Errorf("state.backend %q is not available", cfg.State.Backend)
+	store, err := openStore(cfg)
+	if err != nil {
+		return nil, err
 	}
-	d := &daemon{cfg: cfg, log: log, det: det, store: store, now: time.Now}
+	d := &daemon{log: log, store: store, now: time.Now, level: zap.NewAtomicLevel(), source: "test"}
+	d.cfg.Store(cfg)
+	d.det.Store(det)
 	d.engine = policy.NewEngine(pc, det, store)
 	d.srv = milter.NewServer(milter.Options{
 		Policy:          d.engine,
@@ -144,19 +193,91 @@ func newDaemon(cfg *config.Config, log *zap.Logger) (*daemon, error) {
 		WriteTimeout:    cfg.Milter.WriteTimeout.D(),
 		DecisionTimeout: cfg.Microsoft.DNSTimeout.D() + time.Second,
 	})
+	d.metrics = admin.NewMetrics(admin.CapUsage(d.engine, d.now),
+		func() detect.Stats { return d.det.Load().Stats() }, d.srv.Active)
+	d.srv.Observe(d.metrics.Observe)
+	d.api = &admin.Server{Engine: d.engine, Metrics: d.metrics, Now: d.now, Sessions: d.srv.Active, Log: log.Named("admin")}
 	return d, nil
 }
 
-// run serves on ln until ctx ends, then shuts down gracefully within the
-// configured deadline.
-func (d *daemon) run(ctx context.Context, ln net.Listener) error {
+// reload re-reads the config file (SIGHUP). A config with problems is
+// refused whole and the running one kept; counts survive either way.
+func (d *daemon) reload() {
+	if d.source == "built-in defaults" {
+		d.log.Warn("reload: running on built-in defaults; there is no config file to re-read")
+		return
+	}
+	cfg, err := config.Load(d.source)
+	if err == nil {
+		err = d.apply(cfg)
+	}
+	if err != nil {
+		var cerr *config.Error
+		if errors.As(err, &cerr) {
+			for _, p := range cerr.Problems {
+				d.log.Error("reload refused: config problem", zap.String("key", p.Key), zap.String("problem", p.Msg))
+			}
+		} else {
+			d.log.Error("reload refused", zap.Error(err))
+		}
+		d.log.Warn("reload refused; the running configuration stays in force", zap.String("config", d.source))
+		return
+	}
+	d.log.Info("configuration reloaded", zap.String("config", d.source), zap.Int("rate_rules", len(cfg.Rate)),
+		zap.Bool("cap", cfg.Mitigation.Enabled))
+}
+
+// apply puts a new configuration in force. What only a restart changes is
+// logged as such.
+func (d *daemon) apply(cfg *config.Config) error {
+	old := d.cfg.Load()
+	det, err := buildDetector(cfg)
+	if err != nil {
+		return err
+	}
+	pc, err := engineConfig(cfg)
+	if err != nil {
+		return err
+	}
+	for key, changed := range map[string]bool{
+		"milter.listen": cfg.Milter.Listen != old.Milter.Listen,
+		"admin.listen":  cfg.Admin.Listen != old.Admin.Listen,
+		"state.backend": cfg.State.Backend != old.State.Backend,
+		"log.format":    cfg.Log.Format != old.Log.Format,
+	} {
+		if changed {
+			d.log.Warn("reload: this setting changes only on restart", zap.String("key", key))
+		}
+	}
+	if lvl, err := zapcore.ParseLevel(cfg.Log.Level); err == nil {
+		d.level.SetLevel(lvl)
+	}
+	d.det.Store(det)
+	d.engine.Reload(pc, det)
+	d.cfg.Store(cfg)
+	return nil
+}
+
+// run serves the milter on ln and the admin API on adminLn until ctx ends,
+// then shuts down gracefully within the configured deadline.
+func (d *daemon) run(ctx context.Context, ln, adminLn net.Listener) error {
 	errc := make(chan error, 1)
 	go func() { errc <- d.srv.Serve(ln) }()
+	api := &http.Server{Handler: d.api.Handler(), ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog: zap.NewStdLog(d.log.Named("admin"))}
+	if adminLn != nil {
+		go func() {
+			if err := api.Serve(adminLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				d.log.Error("admin API stopped", zap.Error(err))
+			}
+		}()
+	}
 	expire := time.NewTicker(time.Minute)
 	defer expire.Stop()
 	for {
 		select {
 		case err := <-errc:
+			api.Close()
 			return err
 		case <-expire.C:
 			if e, ok := d.store.(state.Expirer); ok {
@@ -165,11 +286,12 @@ func (d *daemon) run(ctx context.Context, ln net.Listener) error {
 				}
 			}
 		case <-ctx.Done():
-			d.log.Info("shutting down", zap.Int("sessions", d.srv.Active()),
-				zap.Stringer("deadline", d.cfg.Milter.ShutdownTimeout.D()))
-			sctx, cancel := context.WithTimeout(context.Background(), d.cfg.Milter.ShutdownTimeout.D())
+			deadline := d.cfg.Load().Milter.ShutdownTimeout.D()
+			d.log.Info("shutting down", zap.Int("sessions", d.srv.Active()), zap.Stringer("deadline", deadline))
+			sctx, cancel := context.WithTimeout(context.Background(), deadline)
 			defer cancel()
 			d.srv.Shutdown(sctx)
+			api.Shutdown(sctx)
 			if err := <-errc; !errors.Is(err, milter.ErrServerClosed) {
 				return err
 			}

@@ -38,7 +38,7 @@ func startDaemon(t *testing.T, dnsAddr string, edit func(*config.Config)) string
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- d.run(ctx, ln) }()
+	go func() { done <- d.run(ctx, ln, nil) }()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {

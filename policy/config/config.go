@@ -2,7 +2,10 @@ package config
 
 import (
 	"io/fs"
+	"os"
+	"path/filepath"
 	"strconv"
+	"syscall"
 	"time"
 )
 
@@ -15,6 +18,7 @@ const DefaultPath = "/etc/msgate/msgate.toml"
 // Validate.
 type Config struct {
 	Milter    Milter    `toml:"milter"`
+	Admin     Admin     `toml:"admin"`
 	Log       Log       `toml:"log"`
 	State     State     `toml:"state"`
 	Microsoft Microsoft `toml:"microsoft"`
@@ -86,6 +90,38 @@ func (m Milter) FileMode() fs.FileMode {
 		return 0o660
 	}
 	return fs.FileMode(n)
+}
+
+// Admin is the local admin API that msgate serve runs for the status and
+// account commands, /metrics and /healthz.
+type Admin struct {
+	// Listen is a unix socket ("unix:/run/msgate/admin.sock") or a loopback
+	// inet address ("inet:127.0.0.1:8896"). The default is
+	// DefaultAdminListen().
+	Listen string `toml:"listen"`
+	// SocketMode is the octal permission of a unix socket. Whoever can
+	// write to the socket can flag and unflag accounts.
+	SocketMode string `toml:"socket_mode"`
+}
+
+// FileMode returns SocketMode as a permission (0660 when invalid, which
+// Validate reports).
+func (a Admin) FileMode() fs.FileMode { return Milter{SocketMode: a.SocketMode}.FileMode() }
+
+// DefaultAdminListen is /run/msgate/admin.sock for root, or when that
+// directory is there for the user (systemd's RuntimeDirectory=msgate);
+// otherwise a socket in the user's runtime directory, so that the defaults
+// work on a laptop. The commands compute the same default to find the
+// daemon.
+func DefaultAdminListen() string {
+	const sys = "/run/msgate"
+	if os.Geteuid() == 0 || syscall.Access(sys, 2 /* W_OK */) == nil {
+		return "unix:" + sys + "/admin.sock"
+	}
+	if x := os.Getenv("XDG_RUNTIME_DIR"); filepath.IsAbs(x) {
+		return "unix:" + filepath.Join(x, "msgate", "admin.sock")
+	}
+	return "unix:" + filepath.Join(os.TempDir(), "msgate-"+strconv.Itoa(os.Geteuid()), "admin.sock")
 }
 
 // Log sets how much msgate logs and in what form.
@@ -172,6 +208,10 @@ func Default() *Config {
 			WriteTimeout:    Duration(30 * time.Second),
 			ShutdownTimeout: Duration(10 * time.Second),
 			OnError:         ActionDefer,
+		},
+		Admin: Admin{
+			Listen:     DefaultAdminListen(),
+			SocketMode: "0660",
 		},
 		Log: Log{
 			Level:  "info",

@@ -127,6 +127,7 @@ func TestFull(t *testing.T) {
 			ShutdownTimeout: 0,
 			OnError:         "accept",
 		},
+		Admin: Admin{Listen: "inet:127.0.0.1:9902", SocketMode: "0600"},
 		Log:   Log{Level: "debug", Format: "console"},
 		State: State{Backend: "memory"},
 		Microsoft: Microsoft{

@@ -22,6 +22,7 @@ const maxDNSTimeout = 30 * time.Second
 func (c *Config) Validate() []Problem {
 	var v validator
 	c.Milter.validate(&v)
+	c.Admin.validate(&v)
 	c.Log.validate(&v)
 	c.State.validate(&v)
 	c.Microsoft.validate(&v)
@@ -75,6 +76,23 @@ func (m *Milter) validate(v *validator) {
 	v.positive("milter.write_timeout", m.WriteTimeout)
 	v.notNegative("milter.shutdown_timeout", m.ShutdownTimeout)
 	v.oneOf("milter.on_error", m.OnError, ActionDefer, ActionAccept)
+}
+
+func (a *Admin) validate(v *validator) {
+	network, address, err := ParseListen(a.Listen)
+	switch {
+	case err != nil:
+		v.add("admin.listen", "%v", err)
+	case network != "unix":
+		// The API can flag accounts: keep it off the network.
+		host, _, _ := net.SplitHostPort(address)
+		if ip, err := netip.ParseAddr(host); err != nil || !ip.IsLoopback() {
+			v.add("admin.listen", "an inet admin socket must be on a loopback address (127.0.0.1 or [::1]), not %q", host)
+		}
+	}
+	if n, err := strconv.ParseUint(a.SocketMode, 8, 32); err != nil || n > 0o777 {
+		v.add("admin.socket_mode", `must be octal permissions from "0000" to "0777", such as "0660", not %q`, a.SocketMode)
+	}
 }
 
 func (l *Log) validate(v *validator) {

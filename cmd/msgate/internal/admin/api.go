@@ -1,0 +1,326 @@
+package admin
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.uber.org/zap"
+
+	"github.com/msgate/msgate/policy"
+	"github.com/msgate/msgate/policy/state"
+)
+
+// CapStatus is the server-wide cap as status reports it.
+type CapStatus struct {
+	Enabled  bool   `json:"enabled"`
+	Limit    int64  `json:"limit"`
+	Used     int64  `json:"used"`
+	Reserved int64  `json:"reserved"`
+	Window   string `json:"window"`
+	Action   string `json:"action"`
+	RampDay  int    `json:"ramp_day,omitempty"`
+}
+
+// RuleStatus is one rate rule, with an account's use when about one.
+type RuleStatus struct {
+	Name     string `json:"name"`
+	Window   string `json:"window"`
+	Limit    int64  `json:"limit"`
+	Action   string `json:"action"`
+	Used     int64  `json:"used"`
+	Reserved int64  `json:"reserved,omitempty"`
+}
+
+// AccountStatus is one account's standing.
+type AccountStatus struct {
+	Account string       `json:"account"`
+	Exempt  bool         `json:"exempt,omitempty"`
+	Flag    *state.Flag  `json:"flag,omitempty"`
+	Rules   []RuleStatus `json:"rules"`
+}
+
+// Status is what `msgate status -json` prints.
+type Status struct {
+	Time        time.Time       `json:"time"`
+	Cap         CapStatus       `json:"cap"`
+	Rules       []RuleStatus    `json:"rules"`
+	TopAccounts []AccountStatus `json:"top_accounts"`
+	Flagged     []state.Flag    `json:"flagged"`
+	Sessions    int             `json:"sessions"`
+}
+
+// Server is the admin API's HTTP handler.
+type Server struct {
+	Engine   *policy.Engine
+	Metrics  *Metrics
+	Now      func() time.Time
+	Sessions func() int
+	Log      *zap.Logger
+}
+
+// Handler returns the routes.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", s.healthz)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(s.Metrics.reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /v1/status", s.status)
+	mux.HandleFunc("GET /v1/accounts/{account}", s.account)
+	mux.HandleFunc("PUT /v1/accounts/{account}/flag", s.flag)
+	mux.HandleFunc("DELETE /v1/accounts/{account}/flag", s.unflag)
+	return mux
+}
+
+type apiError struct {
+	Error string `json:"error"`
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(v)
+}
+
+func (s *Server) fail(w http.ResponseWriter, code int, err error) {
+	s.Log.Warn("admin request failed", zap.Error(err))
+	writeJSON(w, code, apiError{Error: err.Error()})
+}
+
+func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
+	// The store answering a read is what "healthy" means for msgate.
+	if _, err := s.Engine.Store().Usage(r.Context(), "cap", time.Hour, s.Now()); err != nil {
+		http.Error(w, "state store unavailable", http.StatusServiceUnavailable)
+		return
+	}
+	fmt.Fprintln(w, "ok")
+}
+
+// CapUsage reports the cap's use and limit now, for the metrics gauges.
+func CapUsage(e *policy.Engine, now func() time.Time) func() (float64, float64) {
+	return func() (float64, float64) {
+		c, err := capStatus(context.Background(), e, now())
+		if err != nil || !c.Enabled {
+			return float64(c.Used + c.Reserved), 0
+		}
+		return float64(c.Used + c.Reserved), float64(c.Limit)
+	}
+}
+
+func capStatus(ctx context.Context, e *policy.Engine, now time.Time) (CapStatus, error) {
+	c := e.Config().Cap
+	cs := CapStatus{Enabled: c.Enabled, Window: fmtDur(c.Window), Action: c.Action.String(), RampDay: c.Day(now)}
+	if c.Enabled {
+		cs.Limit = c.LimitAt(now)
+	}
+	u, err := e.Store().Usage(ctx, policy.CapKey, c.Window, now)
+	cs.Used, cs.Reserved = u.Committed, u.Reserved
+	return cs, err
+}
+
+func (s *Server) status(w http.ResponseWriter, r *http.Request) {
+	ctx, now := r.Context(), s.Now()
+	top := 10
+	if v := r.URL.Query().Get("top"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			s.fail(w, http.StatusBadRequest, fmt.Errorf("top must be a whole number, not %q", v))
+			return
+		}
+		top = n
+	}
+	cfg := s.Engine.Config()
+	st := Status{Time: now, Sessions: s.Sessions(), Rules: []RuleStatus{}, TopAccounts: []AccountStatus{}, Flagged: []state.Flag{}}
+	var err error
+	if st.Cap, err = capStatus(ctx, s.Engine, now); err != nil {
+		s.fail(w, http.StatusServiceUnavailable, err)
+		return
+	}
+	for _, r := range cfg.Rules {
+		st.Rules = append(st.Rules, ruleStatus(r))
+	}
+	if sc, ok := s.Engine.Store().(state.Scanner); ok {
+		keys, err := sc.Scan(ctx, "rate/", now)
+		if err != nil {
+			s.fail(w, http.StatusServiceUnavailable, err)
+			return
+		}
+		st.TopAccounts = topAccounts(cfg, keys, top)
+	}
+	if fl, ok := s.Engine.Store().(state.Flags); ok {
+		flags, err := fl.ListFlags(ctx)
+		if err != nil {
+			s.fail(w, http.StatusServiceUnavailable, err)
+			return
+		}
+		st.Flagged = append(st.Flagged, flags...)
+	}
+	writeJSON(w, http.StatusOK, st)
+}
+
+func ruleStatus(r policy.Rule) RuleStatus {
+	return RuleStatus{Name: r.Name, Window: fmtDur(r.Window), Limit: r.Limit, Action: r.Action.String()}
+}
+
+// topAccounts groups counters by account and orders accounts by their use
+// of the rule with the longest window, most first.
+func topAccounts(cfg policy.Config, keys []state.KeyUsage, n int) []AccountStatus {
+	byName := map[string]*AccountStatus{}
+	var order []*AccountStatus
+	rules := map[string]policy.Rule{}
+	for _, r := range cfg.Rules {
+		rules[r.Name] = r
+	}
+	for _, k := range keys {
+		rest := strings.TrimPrefix(k.Key, "rate/")
+		ruleName, account, ok := strings.Cut(rest, "/")
+		r, known := rules[ruleName]
+		if !ok || !known || k.Committed+k.Reserved == 0 {
+			continue
+		}
+		a := byName[account]
+		if a == nil {
+			a = &AccountStatus{Account: account}
+			byName[account] = a
+			order = append(order, a)
+		}
+		rs := ruleStatus(r)
+		rs.Used, rs.Reserved = k.Committed, k.Reserved
+		a.Rules = append(a.Rules, rs)
+	}
+	var longest string
+	var lw time.Duration
+	for _, r := range cfg.Rules {
+		if r.Window > lw {
+			longest, lw = r.Name, r.Window
+		}
+	}
+	use := func(a *AccountStatus) int64 {
+		for _, r := range a.Rules {
+			if r.Name == longest {
+				return r.Used + r.Reserved
+			}
+		}
+		return 0
+	}
+	slices.SortStableFunc(order, func(a, b *AccountStatus) int {
+		return cmp.Or(cmp.Compare(use(b), use(a)), strings.Compare(a.Account, b.Account))
+	})
+	out := []AccountStatus{}
+	for i, a := range order {
+		if i == n {
+			break
+		}
+		out = append(out, *a)
+	}
+	return out
+}
+
+func (s *Server) account(w http.ResponseWriter, r *http.Request) {
+	ctx, now, name := r.Context(), s.Now(), r.PathValue("account")
+	cfg := s.Engine.Config()
+	as := AccountStatus{Account: name, Rules: []RuleStatus{}, Exempt: slices.Contains(cfg.Exempt, strings.ToLower(name))}
+	for _, rule := range cfg.Rules {
+		u, err := s.Engine.Store().Usage(ctx, rule.Key(name), rule.Window, now)
+		if err != nil {
+			s.fail(w, http.StatusServiceUnavailable, err)
+			return
+		}
+		rs := ruleStatus(rule)
+		rs.Used, rs.Reserved = u.Committed, u.Reserved
+		as.Rules = append(as.Rules, rs)
+	}
+	if fl, ok := s.Engine.Store().(state.Flags); ok {
+		f, flagged, err := fl.GetFlag(ctx, name)
+		if err != nil {
+			s.fail(w, http.StatusServiceUnavailable, err)
+			return
+		}
+		if flagged {
+			as.Flag = &f
+		}
+	}
+	writeJSON(w, http.StatusOK, as)
+}
+
+// FlagRequest is the body of PUT /v1/accounts/{account}/flag.
+type FlagRequest struct {
+	Action string `json:"action"` // defer (default) or reject
+	Note   string `json:"note"`
+}
+
+func (s *Server) flags(w http.ResponseWriter) (state.Flags, bool) {
+	fl, ok := s.Engine.Store().(state.Flags)
+	if !ok {
+		s.fail(w, http.StatusNotImplemented, errors.New("this state backend cannot keep flags"))
+	}
+	return fl, ok
+}
+
+func (s *Server) flag(w http.ResponseWriter, r *http.Request) {
+	var req FlagRequest
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10)).Decode(&req); err != nil {
+		s.fail(w, http.StatusBadRequest, fmt.Errorf("reading the request: %w", err))
+		return
+	}
+	if req.Action == "" {
+		req.Action = "defer"
+	}
+	if req.Action != "defer" && req.Action != "reject" {
+		s.fail(w, http.StatusBadRequest, fmt.Errorf("action must be defer or reject, not %q", req.Action))
+		return
+	}
+	fl, ok := s.flags(w)
+	if !ok {
+		return
+	}
+	f := state.Flag{Account: r.PathValue("account"), Action: req.Action, Reason: "manual", Note: req.Note, Since: s.Now().UTC()}
+	if err := fl.SetFlag(r.Context(), f); err != nil {
+		s.fail(w, http.StatusServiceUnavailable, err)
+		return
+	}
+	s.Log.Info("account flagged", zap.String("account", f.Account), zap.String("action", f.Action), zap.String("reason", f.Reason))
+	writeJSON(w, http.StatusOK, f)
+}
+
+func (s *Server) unflag(w http.ResponseWriter, r *http.Request) {
+	fl, ok := s.flags(w)
+	if !ok {
+		return
+	}
+	name := r.PathValue("account")
+	had, err := fl.ClearFlag(r.Context(), name)
+	if err != nil {
+		s.fail(w, http.StatusServiceUnavailable, err)
+		return
+	}
+	if !had {
+		s.fail(w, http.StatusNotFound, fmt.Errorf("account %q is not flagged", name))
+		return
+	}
+	s.Log.Info("account unflagged", zap.String("account", name))
+	writeJSON(w, http.StatusOK, map[string]string{"account": name, "flag": "cleared"})
+}
+
+// fmtDur prints whole days as "Nd", like the config does.
+func fmtDur(d time.Duration) string {
+	if d > 0 && d%(24*time.Hour) == 0 {
+		return strconv.FormatInt(int64(d/(24*time.Hour)), 10) + "d"
+	}
+	s := d.String()
+	s = strings.TrimSuffix(s, "0s")
+	s = strings.TrimSuffix(s, "0m")
+	if s == "" {
+		return "0s"
+	}
+	return s
+}

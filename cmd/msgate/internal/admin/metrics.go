@@ -1,0 +1,78 @@
+package admin
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/msgate/msgate/policy"
+	"github.com/msgate/msgate/policy/detect"
+)
+
+// Metrics are msgate's Prometheus metrics. Labels take values from fixed
+// sets only: never an address, a login or a domain.
+type Metrics struct {
+	reg       *prometheus.Registry
+	decisions *prometheus.CounterVec
+	latency   *prometheus.HistogramVec
+}
+
+// NewMetrics registers the metrics. capUsage reports the cap's use and
+// limit when scraped; det and sessions feed the detection and session
+// gauges.
+func NewMetrics(capUsage func() (used, limit float64), det func() detect.Stats, sessions func() int) *Metrics {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m := &Metrics{
+		reg: reg,
+		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "msgate_decisions_total",
+			Help: "Decisions by stage (recipient, end-of-message), action (accept, defer, reject, hold), " +
+				"reason (not-microsoft, null-sender, exempt, within-limits, rate-limit, daily-cap, account-flagged, " +
+				"dns-failure, state-failure, duplicate-recipient, message-accepted, message-refused) and " +
+				"would_have_acted (true for monitor rules past their limit).",
+		}, []string{"stage", "action", "reason", "would_have_acted"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "msgate_decision_duration_seconds",
+			Help:    "Time the policy took over one decision, by stage (recipient, end-of-message).",
+			Buckets: []float64{.00005, .0001, .00025, .0005, .001, .0025, .005, .01, .025, .1, .5, 2.5},
+		}, []string{"stage"}),
+	}
+	reg.MustRegister(m.decisions, m.latency)
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "msgate_cap_used",
+		Help: "Microsoft units counted against the server-wide cap in its window (committed and reserved).",
+	}, func() float64 { u, _ := capUsage(); return u }))
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "msgate_cap_limit",
+		Help: "The server-wide cap in force now (0 when the cap is disabled).",
+	}, func() float64 { _, l := capUsage(); return l }))
+	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "msgate_detect_lookups_total",
+		Help: "MX lookups started to classify recipient domains.",
+	}, func() float64 { return float64(det().Lookups) }))
+	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "msgate_detect_cache_hits_total",
+		Help: "Recipient domains classified from the MX cache.",
+	}, func() float64 { return float64(det().CacheHits) }))
+	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "msgate_detect_lookup_failures_total",
+		Help: "MX lookups that failed (timeout, SERVFAIL, network); on_dns_failure applied.",
+	}, func() float64 { return float64(det().Failures) }))
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "msgate_milter_sessions",
+		Help: "Open milter connections.",
+	}, func() float64 { return float64(sessions()) }))
+	return m
+}
+
+// Observe records one decision; it fits milter.Options.Observe.
+func (m *Metrics) Observe(stage string, d policy.Decision, took time.Duration) {
+	would := "false"
+	if d.Monitor {
+		would = "true"
+	}
+	m.decisions.WithLabelValues(stage, d.Verdict.String(), string(d.Reason), would).Inc()
+	m.latency.WithLabelValues(stage).Observe(took.Seconds())
+}
