@@ -3,6 +3,7 @@ package policy_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -265,5 +266,34 @@ func TestFlaggedAccount(t *testing.T) {
 	}
 	if ds, _ := send(e, "bob", "a@outlook.com"); ds[0].Verdict != policy.Accept {
 		t.Errorf("bob untouched: %+v", ds[0])
+	}
+}
+
+// The ramp with an injected clock: each day's cap applies on its day.
+func TestRampDays(t *testing.T) {
+	start := time.Date(2026, 11, 25, 0, 0, 0, 0, time.UTC)
+	s := memory.New()
+	e := policy.NewEngine(policy.Config{Cap: policy.Cap{Enabled: true, Daily: 1000, Window: 24 * time.Hour,
+		Action: policy.CapDefer, RampStart: start, Ramp: []int64{3, 6, 12}}}, fakeDetector{}, s)
+	for day, want := range []int{1: 3, 2: 6, 3: 12, 4: 12} {
+		if day == 0 {
+			continue
+		}
+		// Late enough in the day that the previous day's units have left
+		// the rolling window.
+		now := start.Add(time.Duration(day-1)*24*time.Hour + time.Duration(day)*2*time.Hour)
+		accepted := 0
+		for i := range 20 {
+			tx := e.Begin(policy.Envelope{Sender: fmt.Sprintf("u%d@example.org", i)})
+			if d := e.Recipient(ctx, tx, "x@outlook.com", now); d.Verdict == policy.Accept {
+				accepted++
+			} else if d.Reason != policy.ReasonDailyCap {
+				t.Fatalf("day %d: refused for %s", day, d.Reason)
+			}
+			e.EndOfMessage(ctx, tx, now)
+		}
+		if accepted != want {
+			t.Errorf("day %d: %d units accepted, want the day's cap %d", day, accepted, want)
+		}
 	}
 }
