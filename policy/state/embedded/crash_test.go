@@ -1,0 +1,142 @@
+package embedded_test
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/msgate/msgate/policy/state"
+	"github.com/msgate/msgate/policy/state/embedded"
+)
+
+// crashEnv switches the test binary into the child of TestCrash.
+const crashEnv = "MSGATE_EMBEDDED_CRASH_CHILD"
+
+const crashWorkers = 8
+
+func crashCounters(g int) []state.Counter {
+	return []state.Counter{
+		{Key: fmt.Sprintf("rate/hourly/worker%d", g), Window: time.Hour, Limit: 1 << 40},
+		{Key: "cap", Window: 24 * time.Hour, Limit: 1 << 40},
+	}
+}
+
+// crashChild commits units from several goroutines until it is killed, and
+// prints "ack G" for each unit only after Commit returned nil.
+func crashChild(path string) {
+	s, err := embedded.Open(embedded.Options{Path: path, Now: at(t0)})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for g := range crashWorkers {
+		wg.Go(func() {
+			ctx := context.Background()
+			cs := crashCounters(g)
+			line := []byte("ack " + strconv.Itoa(g) + "\n")
+			for {
+				out, err := s.Reserve(ctx, cs, t0)
+				if err == nil {
+					err = s.Commit(ctx, out.Reservation, t0)
+				}
+				if err != nil {
+					fmt.Fprintln(os.Stderr, err)
+					os.Exit(1)
+				}
+				// One write(2) of a few bytes per line: a line is either
+				// whole in the pipe or not there at all.
+				mu.Lock()
+				os.Stdout.Write(line)
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// TestCrash kills (SIGKILL) a process that is committing units, reopens its
+// file and checks that every acknowledged unit is counted.
+//
+// Each worker runs Reserve, Commit, print, in a loop. When the kill lands,
+// every unit a worker printed is acknowledged and must be on disk; the unit
+// it was working on may be on disk too (Commit's fsync done, line not yet
+// printed) or not (still reserved, or being written). So per worker,
+// acked <= counted <= acked+1, and for the counter all workers share,
+// acked <= counted <= acked+workers.
+func TestCrash(t *testing.T) {
+	if path := os.Getenv(crashEnv); path != "" {
+		crashChild(path)
+		return
+	}
+	path := filepath.Join(t.TempDir(), "state.db")
+	cmd := exec.Command(os.Args[0], "-test.run=^TestCrash$")
+	cmd.Env = append(os.Environ(), crashEnv+"="+path)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	acked := make([]int64, crashWorkers)
+	var total int64
+	count := func(line string) {
+		g, err := strconv.Atoi(strings.TrimPrefix(line, "ack "))
+		if !strings.HasPrefix(line, "ack ") || err != nil || g < 0 || g >= crashWorkers {
+			t.Errorf("child printed %q", line)
+			return
+		}
+		acked[g]++
+		total++
+	}
+	lines := bufio.NewScanner(stdout)
+	deadline := time.Now().Add(30 * time.Second)
+	for total < 500 && time.Now().Before(deadline) && lines.Scan() {
+		count(lines.Text())
+	}
+	if err := cmd.Process.Kill(); err != nil { // SIGKILL, to this pid only
+		t.Fatal(err)
+	}
+	// Lines already in the pipe were acknowledged before the kill.
+	for lines.Scan() {
+		count(lines.Text())
+	}
+	if err := lines.Err(); err != nil && err != io.EOF {
+		t.Fatal(err)
+	}
+	err = cmd.Wait()
+	if total == 0 {
+		t.Fatalf("child acknowledged nothing (%v): %s", err, stderr.String())
+	}
+	if !strings.Contains(fmt.Sprint(err), "killed") {
+		t.Fatalf("child ended by itself (%v) instead of being killed: %s", err, stderr.String())
+	}
+
+	s := open(t, embedded.Options{Path: path, Now: at(t0)})
+	defer s.Close()
+	for g := range crashWorkers {
+		cs := crashCounters(g)
+		got := usage(t, s, cs[0].Key, cs[0].Window, t0).Committed
+		if got < acked[g] || got > acked[g]+1 {
+			t.Errorf("worker %d: %d units counted after the crash, %d acknowledged: want %d or %d", g, got, acked[g], acked[g], acked[g]+1)
+		}
+	}
+	got := usage(t, s, "cap", 24*time.Hour, t0).Committed
+	if got < total || got > total+crashWorkers {
+		t.Errorf("cap: %d units counted after the crash, %d acknowledged: want %d to %d", got, total, total, total+crashWorkers)
+	}
+	t.Logf("killed after %d acknowledged commits; %d counted after restart", total, got)
+}

@@ -1,0 +1,24 @@
+package embedded
+
+import bolt "go.etcd.io/bbolt"
+
+// DiskKeys counts the counter records in the file.
+func (s *Store) DiskKeys() (int, error) {
+	n := 0
+	err := s.db.View(func(tx *bolt.Tx) error {
+		n = tx.Bucket(bucketCounters).Stats().KeyN
+		return nil
+	})
+	return n, err
+}
+
+// HighWater is the size of the file that bbolt uses: its pages up to the
+// highest one allocated. The file itself grows in chunks of up to 16 MiB.
+func (s *Store) HighWater() (int64, error) {
+	var n int64
+	err := s.db.View(func(tx *bolt.Tx) error {
+		n = tx.Size()
+		return nil
+	})
+	return n, err
+}

@@ -1,0 +1,120 @@
+package embedded
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/msgate/msgate/policy/state"
+)
+
+var bucketFlags = []byte("flags")
+
+// SetFlag implements state.Flags. The flag is on disk when SetFlag returns.
+func (s *Store) SetFlag(_ context.Context, f state.Flag) error {
+	if len(f.Account) == 0 || len(f.Account) > bolt.MaxKeySize {
+		return fmt.Errorf("flagging %q: the account must be 1 to %d bytes long", f.Account, bolt.MaxKeySize)
+	}
+	v, err := json.Marshal(f)
+	if err != nil {
+		return fmt.Errorf("flagging %s: %w", f.Account, err)
+	}
+	s.flagWriteMu.Lock()
+	defer s.flagWriteMu.Unlock()
+	err = s.db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketFlags).Put([]byte(f.Account), v)
+	})
+	if err != nil {
+		return fmt.Errorf("%w: flagging %s in %s: %w", state.ErrUnavailable, f.Account, s.path, err)
+	}
+	s.flagMu.Lock()
+	s.flags[f.Account] = f
+	s.flagMu.Unlock()
+	return nil
+}
+
+// ClearFlag implements state.Flags. The flag is gone from disk when
+// ClearFlag returns.
+func (s *Store) ClearFlag(_ context.Context, account string) (bool, error) {
+	s.flagWriteMu.Lock()
+	defer s.flagWriteMu.Unlock()
+	if _, ok, _ := s.GetFlag(context.Background(), account); !ok {
+		return false, nil
+	}
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketFlags).Delete([]byte(account))
+	})
+	if err != nil {
+		return false, fmt.Errorf("%w: clearing the flag of %s in %s: %w", state.ErrUnavailable, account, s.path, err)
+	}
+	s.flagMu.Lock()
+	delete(s.flags, account)
+	s.flagMu.Unlock()
+	return true, nil
+}
+
+// GetFlag implements state.Flags. It reads memory only: it is on the
+// per-message path.
+func (s *Store) GetFlag(_ context.Context, account string) (state.Flag, bool, error) {
+	s.flagMu.RLock()
+	defer s.flagMu.RUnlock()
+	f, ok := s.flags[account]
+	return f, ok, nil
+}
+
+// ListFlags implements state.Flags, ordered by account.
+func (s *Store) ListFlags(_ context.Context) ([]state.Flag, error) {
+	s.flagMu.RLock()
+	fs := make([]state.Flag, 0, len(s.flags))
+	for _, f := range s.flags {
+		fs = append(fs, f)
+	}
+	s.flagMu.RUnlock()
+	slices.SortFunc(fs, func(a, b state.Flag) int { return strings.Compare(a.Account, b.Account) })
+	return fs, nil
+}
+
+func (s *Store) loadFlags() error {
+	return s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketFlags).ForEach(func(k, v []byte) error {
+			var f state.Flag
+			if err := json.Unmarshal(v, &f); err != nil {
+				return fmt.Errorf("flag of %q: %w", k, err)
+			}
+			s.flags[string(k)] = f
+			return nil
+		})
+	})
+}
+
+// Scan implements state.Scanner, ordered by key. Like Expire it holds the
+// lock that decisions need for ExpireBatch keys at a time only.
+func (s *Store) Scan(ctx context.Context, prefix string, now time.Time) ([]state.KeyUsage, error) {
+	var out []state.KeyUsage
+	s.mu.Lock()
+	seen := 0
+	// Ranging across unlocked pauses: see Expire.
+	for key, c := range s.counters {
+		if strings.HasPrefix(key, prefix) {
+			c.trim(now)
+			if !c.idle() {
+				out = append(out, state.KeyUsage{Key: key, Window: c.window, Usage: state.Usage{Committed: c.total, Reserved: int64(c.reserved)}})
+			}
+		}
+		if seen++; seen%s.expireBatch == 0 {
+			s.mu.Unlock()
+			if err := ctx.Err(); err != nil {
+				return nil, fmt.Errorf("scanning %q: %w", prefix, err)
+			}
+			s.mu.Lock()
+		}
+	}
+	s.mu.Unlock()
+	slices.SortFunc(out, func(a, b state.KeyUsage) int { return strings.Compare(a.Key, b.Key) })
+	return out, nil
+}

@@ -1,0 +1,528 @@
+package embedded
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
+
+	"github.com/msgate/msgate/policy/state"
+)
+
+// Options configures Open.
+type Options struct {
+	// Path is the state file. Its directory must exist; the file is created
+	// (mode 0600) when missing.
+	Path string
+	// Now is the clock Open uses to skip and delete buckets that expired
+	// while the daemon was down. Nil means time.Now.
+	Now func() time.Time
+	// LockTimeout is how long Open waits for another process to let go of
+	// the file before failing. Zero means one second.
+	LockTimeout time.Duration
+	// NoSync skips fsync: commits are no longer durable. For benchmarks and
+	// tests that measure something else only.
+	NoSync bool
+	// ExpireBatch is how many keys Expire examines, or deletes from disk,
+	// per step while holding the lock that decisions need. Zero means 1024.
+	ExpireBatch int
+
+	// openFile replaces os.OpenFile (tests make the file fail under the
+	// store).
+	openFile func(string, int, os.FileMode) (*os.File, error)
+}
+
+var (
+	bucketCounters = []byte("counters")
+	bucketMeta     = []byte("meta")
+	keyFormat      = []byte("format")
+)
+
+// format is the on-disk layout version, stored in the meta bucket.
+const format = "1"
+
+// counter is the in-memory mirror of one key. Kept small: memory per tracked
+// account is bounded (see TestMemoryPerKey).
+type counter struct {
+	series         // committed units, as on disk
+	total    int64 // sum of the buckets' counts
+	reserved int32 // units reserved or being committed
+	// onDisk means the file may hold a record for this key: the key is
+	// dropped from memory only after Expire deleted that record, so that
+	// no record is left behind that nothing would ever delete.
+	onDisk bool
+}
+
+func (c *counter) trim(now time.Time) { c.total -= c.series.trim(now) }
+
+func (c *counter) idle() bool { return c.total == 0 && c.reserved == 0 }
+
+// unit is one counter of a reservation.
+type unit struct {
+	key    string
+	c      *counter
+	window time.Duration // the window the unit is written under
+	idx    int64         // the bucket it was written to
+}
+
+// Store is the embedded durable backend. Make one with Open.
+type Store struct {
+	db   *bolt.DB
+	path string
+
+	// mu guards the mirror. It is never held across disk I/O.
+	mu       sync.Mutex
+	counters map[string]*counter
+	pending  map[uint64][]unit
+	nextID   uint64
+	// rewindowed holds the keys on disk whose window changed: the writer
+	// rewrites their records from memory.
+	rewindowed map[string]struct{}
+
+	// flags is a copy of the file's flags, guarded by flagMu: GetFlag is on
+	// the per-message path and reads memory only. flagWriteMu orders the
+	// writers, which hold it (never flagMu) across their disk write.
+	flagMu      sync.RWMutex
+	flags       map[string]state.Flag
+	flagWriteMu sync.Mutex
+
+	expireBatch int
+	closed      atomic.Bool
+
+	// The group-commit queue: Commit appends to queue and waits for its
+	// batch; the writer goroutine writes whole batches.
+	qmu    sync.Mutex
+	queue  *batch
+	wake   chan struct{}
+	stop   chan struct{}
+	exited chan struct{}
+}
+
+var (
+	_ state.Store   = (*Store)(nil)
+	_ state.Expirer = (*Store)(nil)
+	_ state.Flags   = (*Store)(nil)
+	_ state.Scanner = (*Store)(nil)
+)
+
+// Open opens or creates the state file and loads every counter that has not
+// expired into memory. Another process holding the file makes Open fail
+// after LockTimeout.
+func Open(opts Options) (*Store, error) {
+	if opts.Path == "" {
+		return nil, errors.New("opening embedded state: no path")
+	}
+	dir := filepath.Dir(opts.Path)
+	if fi, err := os.Stat(dir); err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("opening state file %s: directory %s does not exist", opts.Path, dir)
+		}
+		return nil, fmt.Errorf("opening state file %s: %w", opts.Path, err)
+	} else if !fi.IsDir() {
+		return nil, fmt.Errorf("opening state file %s: %s is not a directory", opts.Path, dir)
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.LockTimeout <= 0 {
+		opts.LockTimeout = time.Second
+	}
+	if opts.ExpireBatch <= 0 {
+		opts.ExpireBatch = 1024
+	}
+	db, err := bolt.Open(opts.Path, 0o600, &bolt.Options{
+		Timeout: opts.LockTimeout,
+		// The freelist is rebuilt by a scan at open instead of being
+		// rewritten by every commit: commits stay small however
+		// fragmented churn leaves the file.
+		NoFreelistSync: true,
+		FreelistType:   bolt.FreelistMapType,
+		NoSync:         opts.NoSync,
+		OpenFile:       opts.openFile,
+	})
+	if errors.Is(err, berrors.ErrTimeout) {
+		return nil, fmt.Errorf("opening state file %s: it is locked by another process (is another msgate running?)", opts.Path)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("opening state file %s: %w", opts.Path, err)
+	}
+	s := &Store{
+		db:          db,
+		path:        opts.Path,
+		counters:    make(map[string]*counter),
+		pending:     make(map[uint64][]unit),
+		flags:       make(map[string]state.Flag),
+		rewindowed:  make(map[string]struct{}),
+		expireBatch: opts.ExpireBatch,
+		queue:       newBatch(),
+		wake:        make(chan struct{}, 1),
+		stop:        make(chan struct{}),
+		exited:      make(chan struct{}),
+	}
+	if err := s.load(opts.Now()); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("opening state file %s: %w", opts.Path, err)
+	}
+	go s.run()
+	return s, nil
+}
+
+// load creates the layout of a new file, or checks it and reads the
+// counters of an existing one. Records that expired while the daemon was
+// down are deleted.
+func (s *Store) load(now time.Time) error {
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		meta, err := tx.CreateBucketIfNotExists(bucketMeta)
+		if err != nil {
+			return err
+		}
+		switch v := meta.Get(keyFormat); {
+		case v == nil:
+			if err := meta.Put(keyFormat, []byte(format)); err != nil {
+				return err
+			}
+		case string(v) != format:
+			return fmt.Errorf("state file format %q, this msgate reads %q", v, format)
+		}
+		for _, name := range [][]byte{bucketCounters, bucketFlags} {
+			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if err := s.loadFlags(); err != nil {
+		return err
+	}
+	var expired []candidate
+	err = s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketCounters).ForEach(func(k, v []byte) error {
+			sr, err := decode(v)
+			if err != nil {
+				return fmt.Errorf("counter %q: %w", k, err)
+			}
+			key := string(k)
+			c := &counter{series: sr, onDisk: true}
+			c.total = c.sum()
+			c.trim(now)
+			if c.total == 0 {
+				expired = append(expired, candidate{key: key, window: sr.window})
+				return nil
+			}
+			s.counters[key] = c
+			return nil
+		})
+	})
+	if err != nil {
+		return err
+	}
+	for len(expired) > 0 {
+		n := min(len(expired), s.expireBatch)
+		if _, err := s.deleteExpired(expired[:n], now); err != nil {
+			return err
+		}
+		expired = expired[n:]
+	}
+	return nil
+}
+
+var errClosed = fmt.Errorf("%w: store closed", state.ErrUnavailable)
+
+func (s *Store) get(key string, window time.Duration, now time.Time) *counter {
+	c, ok := s.counters[key]
+	if !ok {
+		c = &counter{series: series{window: window}}
+		s.counters[key] = c
+		return c
+	}
+	if c.window != window {
+		// A rule re-declared with another window (config reload) keeps its
+		// units and judges them by the new window.
+		c.rewindow(window)
+		if c.onDisk {
+			s.rewindowed[key] = struct{}{}
+			select {
+			case s.wake <- struct{}{}:
+			default:
+			}
+		}
+	}
+	c.trim(now)
+	return c
+}
+
+func (s *Store) dropIfIdle(key string, c *counter) {
+	if c.idle() && !c.onDisk {
+		delete(s.counters, key)
+	}
+}
+
+// Reserve implements state.Store. It touches memory only.
+func (s *Store) Reserve(_ context.Context, counters []state.Counter, now time.Time) (state.Outcome, error) {
+	for _, k := range counters {
+		if len(k.Key) == 0 || len(k.Key) > bolt.MaxKeySize {
+			return state.Outcome{}, fmt.Errorf("reserving: counter key %q must be 1 to %d bytes long", k.Key, bolt.MaxKeySize)
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed.Load() {
+		return state.Outcome{}, fmt.Errorf("reserving: %w", errClosed)
+	}
+	units := make([]unit, len(counters))
+	for i, k := range counters {
+		c := s.get(k.Key, k.Window, now)
+		units[i] = unit{key: k.Key, c: c}
+		if k.Soft {
+			continue
+		}
+		if used := c.total + int64(c.reserved); used+1 > k.Limit {
+			for _, u := range units[:i+1] {
+				s.dropIfIdle(u.key, u.c)
+			}
+			return state.Outcome{Blocked: i, Used: used}, nil
+		}
+	}
+	out := state.Outcome{Admitted: true, Blocked: -1}
+	for i, k := range counters {
+		c := units[i].c
+		c.reserved++
+		if k.Soft && c.total+int64(c.reserved) > k.Limit {
+			out.OverSoft = append(out.OverSoft, i)
+		}
+	}
+	s.nextID++
+	s.pending[s.nextID] = units
+	out.Reservation = state.Reservation{ID: s.nextID}
+	return out, nil
+}
+
+// Commit implements state.Store: it returns nil only once the unit is on
+// disk (fsync'd). Until then the unit stays reserved, so it holds its place
+// under every limit. When the write fails the reservation is released and
+// the error wraps state.ErrUnavailable. When ctx ends first, Commit returns
+// an error wrapping both state.ErrUnavailable and ctx.Err(), but the write
+// goes on and the unit may still end up counted: a unit is counted too
+// often rather than lost.
+func (s *Store) Commit(ctx context.Context, r state.Reservation, now time.Time) error {
+	s.mu.Lock()
+	units, ok := s.pending[r.ID]
+	if !ok {
+		s.mu.Unlock()
+		return fmt.Errorf("committing reservation %d: %w", r.ID, state.ErrUnknownReservation)
+	}
+	delete(s.pending, r.ID)
+	for i := range units {
+		units[i].window = units[i].c.window
+	}
+	s.mu.Unlock()
+
+	req := &commitReq{units: units, now: now}
+	s.qmu.Lock()
+	if s.closed.Load() {
+		s.qmu.Unlock()
+		s.giveBack(units)
+		return fmt.Errorf("committing reservation %d: %w", r.ID, errClosed)
+	}
+	b := s.queue
+	b.reqs = append(b.reqs, req)
+	s.qmu.Unlock()
+	select {
+	case s.wake <- struct{}{}:
+	default: // the writer is already due to look at the queue
+	}
+	select {
+	case <-b.done:
+		if req.err != nil {
+			return fmt.Errorf("committing reservation %d: %w", r.ID, req.err)
+		}
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("committing reservation %d: %w: %w", r.ID, state.ErrUnavailable, ctx.Err())
+	}
+}
+
+// giveBack releases units whose commit did not happen.
+func (s *Store) giveBack(units []unit) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, u := range units {
+		u.c.reserved--
+		s.dropIfIdle(u.key, u.c)
+	}
+}
+
+// Release implements state.Store.
+func (s *Store) Release(_ context.Context, r state.Reservation) error {
+	s.mu.Lock()
+	units, ok := s.pending[r.ID]
+	if ok {
+		delete(s.pending, r.ID)
+	}
+	s.mu.Unlock()
+	if !ok {
+		return fmt.Errorf("releasing reservation %d: %w", r.ID, state.ErrUnknownReservation)
+	}
+	s.giveBack(units)
+	return nil
+}
+
+// Usage implements state.Store. It reads memory only.
+func (s *Store) Usage(_ context.Context, key string, _ time.Duration, now time.Time) (state.Usage, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed.Load() {
+		return state.Usage{}, fmt.Errorf("reading usage of %s: %w", key, errClosed)
+	}
+	c, ok := s.counters[key]
+	if !ok {
+		return state.Usage{}, nil
+	}
+	// Like the memory backend, a read judges by the window the counter was
+	// last reserved under: a caller asking with another window does not
+	// re-bucket (lossily) what the rules counted.
+	c.trim(now)
+	u := state.Usage{Committed: c.total, Reserved: int64(c.reserved)}
+	s.dropIfIdle(key, c)
+	return u, nil
+}
+
+// Len is the number of keys tracked in memory.
+func (s *Store) Len() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.counters)
+}
+
+// candidate is a key that Expire found idle and may delete from disk.
+type candidate struct {
+	key    string
+	c      *counter // nil when the key is not in memory
+	window time.Duration
+}
+
+// Expire implements state.Expirer. It trims every counter in memory, drops
+// idle keys, and deletes the records of idle keys from the file. It holds
+// the mirror's lock for at most ExpireBatch keys at a time and never during
+// disk I/O, so decisions keep flowing while it runs.
+func (s *Store) Expire(ctx context.Context, now time.Time) error {
+	if s.closed.Load() {
+		return fmt.Errorf("expiring: %w", errClosed)
+	}
+	var cands []candidate
+	flush := func() error {
+		if len(cands) == 0 {
+			return nil
+		}
+		deleted, err := s.deleteExpired(cands, now)
+		if err != nil {
+			return fmt.Errorf("expiring: %w", err)
+		}
+		s.mu.Lock()
+		for i, cd := range cands {
+			// Still idle and still the same counter: nothing was reserved
+			// or committed for the key since it was found idle.
+			if deleted[i] && s.counters[cd.key] == cd.c && cd.c.idle() {
+				delete(s.counters, cd.key)
+			}
+		}
+		s.mu.Unlock()
+		cands = cands[:0]
+		return nil
+	}
+	s.mu.Lock()
+	seen := 0
+	// The range goes on across the unlocked pauses below. That is sound:
+	// every access to the map, the iterator's included, happens under mu,
+	// and Go defines iteration over a map that changes meanwhile (an entry
+	// added may or may not be visited; one deleted is not).
+	for key, c := range s.counters {
+		c.trim(now)
+		if c.idle() {
+			if c.onDisk {
+				cands = append(cands, candidate{key: key, c: c, window: c.window})
+			} else {
+				delete(s.counters, key)
+			}
+		}
+		full := len(cands) >= s.expireBatch
+		if seen++; seen%s.expireBatch != 0 && !full {
+			continue
+		}
+		s.mu.Unlock()
+		if full {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("expiring: %w", err)
+		}
+		s.mu.Lock()
+	}
+	s.mu.Unlock()
+	return flush()
+}
+
+// deleteExpired deletes the records of the candidates that hold no unit
+// inside the window ending at now, judged by the window the mirror had when
+// it found them idle. A record that a commit refilled meanwhile stays.
+func (s *Store) deleteExpired(cands []candidate, now time.Time) ([]bool, error) {
+	deleted := make([]bool, len(cands))
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketCounters)
+		for i, cd := range cands {
+			k := []byte(cd.key)
+			v := b.Get(k)
+			if v == nil {
+				deleted[i] = true
+				continue
+			}
+			sr, err := decode(v)
+			if err != nil {
+				continue // left for an operator to look at; never guessed
+			}
+			sr.rewindow(cd.window)
+			sr.trim(now)
+			if len(sr.buckets) > 0 {
+				continue
+			}
+			if err := b.Delete(k); err != nil {
+				return err
+			}
+			deleted[i] = true
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%w: deleting expired counters from %s: %w", state.ErrUnavailable, s.path, err)
+	}
+	return deleted, nil
+}
+
+// Close implements state.Store. Commits already queued are written first;
+// later calls fail with an error wrapping state.ErrUnavailable.
+func (s *Store) Close() error {
+	s.qmu.Lock()
+	if s.closed.Swap(true) {
+		s.qmu.Unlock()
+		return nil
+	}
+	s.qmu.Unlock()
+	close(s.stop)
+	<-s.exited
+	if err := s.db.Close(); err != nil {
+		return fmt.Errorf("closing state file %s: %w", s.path, err)
+	}
+	return nil
+}
