@@ -48,6 +48,7 @@ func startAdminDaemon(t *testing.T, edit func(*config.Config)) *adminDaemon {
 	cfg.Microsoft.Resolver = ns.Addr
 	cfg.Milter.Listen = "inet:" + a.milterAddr
 	cfg.Admin.Listen = "inet:" + a.adminAddr
+	cfg.State.Path = filepath.Join(t.TempDir(), "state.db")
 	if edit != nil {
 		edit(cfg)
 	}
@@ -82,7 +83,7 @@ func writeConfig(t *testing.T, path string, cfg *config.Config) {
 		b.WriteString("rate = []\n")
 	}
 	fmt.Fprintf(&b, "[milter]\nlisten = %q\n[admin]\nlisten = %q\n", cfg.Milter.Listen, cfg.Admin.Listen)
-	fmt.Fprintf(&b, "[state]\nbackend = %q\n", cfg.State.Backend)
+	fmt.Fprintf(&b, "[state]\nbackend = %q\npath = %q\n", cfg.State.Backend, cfg.State.Path)
 	fmt.Fprintf(&b, "[microsoft]\nresolver = %q\n", cfg.Microsoft.Resolver)
 	for _, r := range cfg.Rate {
 		fmt.Fprintf(&b, "[[rate]]\nname = %q\nwindow = %q\nlimit = %d\naction = %q\n", r.Name, r.Window.String(), r.Limit, r.Action)

@@ -86,7 +86,9 @@ func startServe(t *testing.T, config string) *daemonProc {
 	port := freePort(t)
 	milterAddr := fmt.Sprintf("inet:127.0.0.1:%d", port)
 	path := filepath.Join(t.TempDir(), "msgate.toml")
-	cfg := fmt.Sprintf("[milter]\nlisten = %q\n[log]\nlevel = \"debug\"\n%s", milterAddr, config)
+	dir := t.TempDir()
+	cfg := fmt.Sprintf("[milter]\nlisten = %q\n[admin]\nlisten = \"unix:%s/admin.sock\"\n[state]\npath = \"%s/state.db\"\n[log]\nlevel = \"debug\"\n%s",
+		milterAddr, dir, dir, config)
 	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}

@@ -20,6 +20,7 @@ func TestReload(t *testing.T) {
 	cfg := config.Default()
 	cfg.Milter.Listen, cfg.Admin.Listen = "inet:"+a.milterAddr, "inet:"+a.adminAddr
 	cfg.Microsoft.Resolver = a.d.cfg.Load().Microsoft.Resolver
+	cfg.State.Path = a.d.cfg.Load().State.Path
 	limit(3, "defer")(cfg)
 	writeConfig(t, a.configPath, cfg)
 	a.d.reload()

@@ -23,6 +23,7 @@ import (
 	"github.com/msgate/msgate/policy/config"
 	"github.com/msgate/msgate/policy/detect"
 	"github.com/msgate/msgate/policy/state"
+	"github.com/msgate/msgate/policy/state/embedded"
 	"github.com/msgate/msgate/policy/state/memory"
 )
 
@@ -164,6 +165,15 @@ func openStore(cfg *config.Config) (state.Store, error) {
 	switch cfg.State.Backend {
 	case config.BackendMemory:
 		return memory.New(), nil
+	case config.BackendEmbedded:
+		if err := os.MkdirAll(filepath.Dir(cfg.State.Path), 0o750); err != nil {
+			return nil, fmt.Errorf("creating the state directory: %w", err)
+		}
+		s, err := embedded.Open(embedded.Options{Path: cfg.State.Path})
+		if err != nil {
+			return nil, fmt.Errorf("opening the state file: %w", err)
+		}
+		return s, nil
 	}
 	return nil, fmt.Errorf("state.backend %q is not available", cfg.State.Backend)
 }

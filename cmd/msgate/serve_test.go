@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"net"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -22,6 +23,7 @@ func startDaemon(t *testing.T, dnsAddr string, edit func(*config.Config)) string
 	cfg := config.Default()
 	cfg.Microsoft.Resolver = dnsAddr
 	cfg.Microsoft.DNSTimeout = config.Duration(300 * time.Millisecond)
+	cfg.State.Path = filepath.Join(t.TempDir(), "state.db")
 	if edit != nil {
 		edit(cfg)
 	}

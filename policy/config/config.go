@@ -132,7 +132,33 @@ type Log struct {
 
 // State chooses where counts and account standings are kept.
 type State struct {
-	// Backend names the store. Only "memory" exists in this version: counts
+	// Backend names the store: "embedded" (a local file, durable) or
+	// "memory" (lost on restart).
+	Backend string `toml:"backend"`
+	// Path is the embedded backend's file. Its directory is created when
+	// missing. The default is DefaultStatePath().
+	Path string `toml:"path"`
+}
+
+// DefaultStatePath is /var/lib/msgate/state.db for root, or when that
+// directory is there for the user (systemd's StateDirectory=msgate);
+// otherwise a file in the user's state directory, so that the defaults work
+// on a laptop.
+func DefaultStatePath() string {
+	const sys = "/var/lib/msgate"
+	if os.Geteuid() == 0 || syscall.Access(sys, 2 /* W_OK */) == nil {
+		return filepath.Join(sys, "state.db")
+	}
+	if x := os.Getenv("XDG_STATE_HOME"); filepath.IsAbs(x) {
+		return filepath.Join(x, "msgate", "state.db")
+	}
+	if home, err := os.UserHomeDir(); err == nil && filepath.IsAbs(home) {
+		return filepath.Join(home, ".local", "state", "msgate", "state.db")
+	}
+	return filepath.Join(os.TempDir(), "msgate-"+strconv.Itoa(os.Geteuid()), "state.db")
+}
+
+type stateRemoved struct {
 	// are lost on restart.
 	Backend string `toml:"backend"`
 }
@@ -194,7 +220,8 @@ const (
 	ActionAccept  = "accept"
 	ActionHold    = "hold"
 
-	BackendMemory = "memory"
+	BackendMemory   = "memory"
+	BackendEmbedded = "embedded"
 )
 
 // Default returns the built-in configuration: what a file that sets nothing
@@ -218,7 +245,8 @@ func Default() *Config {
 			Format: "json",
 		},
 		State: State{
-			Backend: BackendMemory,
+			Backend: BackendEmbedded,
+			Path:    DefaultStatePath(),
 		},
 		Microsoft: Microsoft{
 			OnDNSFailure: ActionAccept,

@@ -129,7 +129,7 @@ func TestFull(t *testing.T) {
 		},
 		Admin: Admin{Listen: "inet:127.0.0.1:9902", SocketMode: "0600"},
 		Log:   Log{Level: "debug", Format: "console"},
-		State: State{Backend: "memory"},
+		State: State{Backend: "memory", Path: "/srv/msgate/state.db"},
 		Microsoft: Microsoft{
 			Resolver:        "[2001:db8::53]:5353",
 			ExtraDomains:    []string{"contoso.example", "fabrikam.example"},
@@ -255,7 +255,7 @@ func TestDefault(t *testing.T) {
 		{"milter.on_error", d.Milter.OnError, "defer"},
 		{"log.level", d.Log.Level, "info"},
 		{"log.format", d.Log.Format, "json"},
-		{"state.backend", d.State.Backend, "memory"},
+		{"state.backend", d.State.Backend, "embedded"},
 		{"microsoft.resolver", d.Microsoft.Resolver, ""},
 		{"microsoft.extra_domains", d.Microsoft.ExtraDomains, []string(nil)},
 		{"microsoft.extra_mx_suffixes", d.Microsoft.ExtraMXSuffixes, []string(nil)},

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -102,11 +103,14 @@ func (l *Log) validate(v *validator) {
 
 func (s *State) validate(v *validator) {
 	switch s.Backend {
-	case BackendMemory:
-	case "embedded", "redis":
-		v.add("state.backend", "%q is not available yet in this version; use %q", s.Backend, BackendMemory)
+	case BackendMemory, BackendEmbedded:
+	case "redis":
+		v.add("state.backend", "%q is not available yet in this version; use %q or %q", s.Backend, BackendEmbedded, BackendMemory)
 	default:
-		v.add("state.backend", "unknown backend %q; use %q", s.Backend, BackendMemory)
+		v.add("state.backend", "unknown backend %q; use %q or %q", s.Backend, BackendEmbedded, BackendMemory)
+	}
+	if s.Backend == BackendEmbedded && !filepath.IsAbs(s.Path) {
+		v.add("state.path", "must be an absolute path, not %q", s.Path)
 	}
 }
 
