@@ -1,6 +1,7 @@
 package milter
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"io"
@@ -191,6 +192,7 @@ func (l *listener) Accept() (net.Conn, error) {
 	cid := s.nextCID.Add(1)
 	sess := &session{srv: s, log: s.opts.Logger.With(zap.Uint64("cid", cid))}
 	tc := &conn{Conn: c, sess: sess, idle: s.opts.IdleTimeout, write: s.opts.WriteTimeout}
+	tc.br = bufio.NewReaderSize(rawReader{tc}, 4096)
 	sess.conn = tc
 	s.mu.Lock()
 	if s.draining.Load() {
@@ -206,18 +208,27 @@ func (l *listener) Accept() (net.Conn, error) {
 	return tc, nil
 }
 
-// conn is a milter connection with deadlines and a close hook.
+// conn is a milter connection with deadlines and a close hook. Reads are
+// buffered: go-milter reads each packet's length and body separately, and
+// the buffer turns that into one system call per packet.
 type conn struct {
 	net.Conn
 	sess        *session
 	idle, write time.Duration
 	closeOnce   sync.Once
+	br          *bufio.Reader
 }
 
-// Read waits for the MTA with the idle deadline. While the server drains,
+func (c *conn) Read(p []byte) (int, error) { return c.br.Read(p) }
+
+type rawReader struct{ c *conn }
+
+func (r rawReader) Read(p []byte) (int, error) { return r.c.read(p) }
+
+// read waits for the MTA with the idle deadline. While the server drains,
 // a session that is between messages reads end of file, so the library
 // closes it without an error.
-func (c *conn) Read(p []byte) (int, error) {
+func (c *conn) read(p []byte) (int, error) {
 	for {
 		// The deadline is set before draining is checked: a wake that
 		// comes after the check still interrupts the Read below.
