@@ -134,3 +134,37 @@ type KeyUsage struct {
 type Scanner interface {
 	Scan(ctx context.Context, prefix string, now time.Time) ([]KeyUsage, error)
 }
+
+// Complaint is one recipient complaint about an account's mail.
+type Complaint struct {
+	Account  string    `json:"account"`
+	ReportID string    `json:"report_id"` // the report's identity, for de-duplication
+	At       time.Time `json:"at"`        // when the complaint was received
+}
+
+// Complaints keeps recipient complaints, durably where counts are durable.
+// A report is counted once: AddComplaint of a known ReportID changes
+// nothing and returns added false.
+type Complaints interface {
+	AddComplaint(ctx context.Context, c Complaint) (added bool, err error)
+	// ComplaintsSince lists an account's complaints received at or after
+	// since, oldest first.
+	ComplaintsSince(ctx context.Context, account string, since time.Time) ([]Complaint, error)
+	// ComplainedSince lists every complaint received at or after since,
+	// oldest first (for the status view).
+	ComplainedSince(ctx context.Context, since time.Time) ([]Complaint, error)
+	// ForgetComplaints drops complaints (and their report identities)
+	// received before cutoff.
+	ForgetComplaints(ctx context.Context, before time.Time) error
+}
+
+// Attributions remembers which account sent a message, by an identifier
+// that survives in a complaint's copy of it (Postfix's queue id in its own
+// Received header), for reports that lost msgate's stamp.
+type Attributions interface {
+	Remember(ctx context.Context, id, account string, at time.Time) error
+	// Attribute returns the account that sent id; ok is false when unknown.
+	Attribute(ctx context.Context, id string) (account string, at time.Time, ok bool, err error)
+	// ForgetAttributions drops what was remembered before cutoff.
+	ForgetAttributions(ctx context.Context, before time.Time) error
+}

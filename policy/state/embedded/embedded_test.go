@@ -221,7 +221,7 @@ func TestClosed(t *testing.T) {
 // commits share transactions as they would under load.
 func commitMany(t testing.TB, s state.Store, keys []string, window time.Duration, now time.Time) {
 	t.Helper()
-	const workers = 16
+	const workers = 64
 	var wg sync.WaitGroup
 	errs := make(chan error, workers)
 	for w := range workers {

@@ -67,6 +67,16 @@ type Store struct {
 
 	flagMu sync.RWMutex
 	flags  map[string]state.Flag
+
+	fbMu       sync.RWMutex
+	complaints []state.Complaint // in the order received
+	reports    map[string]bool
+	attrib     map[string]attribution
+}
+
+type attribution struct {
+	account string
+	at      time.Time
 }
 
 var (
@@ -74,6 +84,9 @@ var (
 	_ state.Expirer = (*Store)(nil)
 	_ state.Flags   = (*Store)(nil)
 	_ state.Scanner = (*Store)(nil)
+
+	_ state.Complaints   = (*Store)(nil)
+	_ state.Attributions = (*Store)(nil)
 )
 
 // New returns an empty store.
@@ -82,6 +95,8 @@ func New() *Store {
 		counters: make(map[string]*counter),
 		pending:  make(map[uint64]reservation),
 		flags:    make(map[string]state.Flag),
+		reports:  make(map[string]bool),
+		attrib:   make(map[string]attribution),
 	}
 }
 
@@ -258,4 +273,87 @@ func (s *Store) Scan(_ context.Context, prefix string, now time.Time) ([]state.K
 	s.mu.Unlock()
 	slices.SortFunc(out, func(a, b state.KeyUsage) int { return strings.Compare(a.Key, b.Key) })
 	return out, nil
+}
+
+// AddComplaint implements state.Complaints.
+func (s *Store) AddComplaint(_ context.Context, c state.Complaint) (bool, error) {
+	s.fbMu.Lock()
+	defer s.fbMu.Unlock()
+	if s.reports[c.ReportID] {
+		return false, nil
+	}
+	s.reports[c.ReportID] = true
+	s.complaints = append(s.complaints, c)
+	if n := len(s.complaints); n > 1 && c.At.Before(s.complaints[n-2].At) {
+		// Complaints are rare: keeping them sorted by time is cheap.
+		slices.SortStableFunc(s.complaints, func(a, b state.Complaint) int { return a.At.Compare(b.At) })
+	}
+	return true, nil
+}
+
+// ComplaintsSince implements state.Complaints.
+func (s *Store) ComplaintsSince(_ context.Context, account string, since time.Time) ([]state.Complaint, error) {
+	s.fbMu.RLock()
+	defer s.fbMu.RUnlock()
+	var out []state.Complaint
+	for _, c := range s.complaints {
+		if c.Account == account && !c.At.Before(since) {
+			out = append(out, c)
+		}
+	}
+	return out, nil
+}
+
+// ComplainedSince implements state.Complaints.
+func (s *Store) ComplainedSince(_ context.Context, since time.Time) ([]state.Complaint, error) {
+	s.fbMu.RLock()
+	defer s.fbMu.RUnlock()
+	var out []state.Complaint
+	for _, c := range s.complaints {
+		if !c.At.Before(since) {
+			out = append(out, c)
+		}
+	}
+	return out, nil
+}
+
+// ForgetComplaints implements state.Complaints.
+func (s *Store) ForgetComplaints(_ context.Context, before time.Time) error {
+	s.fbMu.Lock()
+	defer s.fbMu.Unlock()
+	n := 0
+	for n < len(s.complaints) && s.complaints[n].At.Before(before) {
+		delete(s.reports, s.complaints[n].ReportID)
+		n++
+	}
+	s.complaints = slices.Delete(s.complaints, 0, n)
+	return nil
+}
+
+// Remember implements state.Attributions.
+func (s *Store) Remember(_ context.Context, id, account string, at time.Time) error {
+	s.fbMu.Lock()
+	defer s.fbMu.Unlock()
+	s.attrib[id] = attribution{account, at}
+	return nil
+}
+
+// Attribute implements state.Attributions.
+func (s *Store) Attribute(_ context.Context, id string) (string, time.Time, bool, error) {
+	s.fbMu.RLock()
+	defer s.fbMu.RUnlock()
+	a, ok := s.attrib[id]
+	return a.account, a.at, ok, nil
+}
+
+// ForgetAttributions implements state.Attributions.
+func (s *Store) ForgetAttributions(_ context.Context, before time.Time) error {
+	s.fbMu.Lock()
+	defer s.fbMu.Unlock()
+	for id, a := range s.attrib {
+		if a.at.Before(before) {
+			delete(s.attrib, id)
+		}
+	}
+	return nil
 }

@@ -37,6 +37,8 @@ func Run(t *testing.T, open Open) {
 		{"Expire", testExpire},
 		{"Flags", testFlags},
 		{"Scan", testScan},
+		{"Complaints", testComplaints},
+		{"Attributions", testAttributions},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -303,5 +305,73 @@ func testScan(t *testing.T, s state.Store) {
 	}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("Scan = %+v, want %+v", got, want)
+	}
+}
+
+func testComplaints(t *testing.T, s state.Store) {
+	cs, ok := s.(state.Complaints)
+	if !ok {
+		t.Skip("backend does not implement Complaints")
+	}
+	ctx := context.Background()
+	add := func(account, id string, at time.Time, want bool) {
+		t.Helper()
+		added, err := cs.AddComplaint(ctx, state.Complaint{Account: account, ReportID: id, At: at})
+		if err != nil || added != want {
+			t.Fatalf("AddComplaint(%s, %s) = %v, %v; want added=%v", account, id, added, err, want)
+		}
+	}
+	add("alice", "r1", t0, true)
+	add("alice", "r1", t0.Add(time.Minute), false) // the same report again
+	add("bob", "r2", t0.Add(time.Hour), true)
+	add("alice", "r3", t0.Add(2*time.Hour), true)
+	got, err := cs.ComplaintsSince(ctx, "alice", t0)
+	if err != nil || len(got) != 2 || got[0].ReportID != "r1" || got[1].ReportID != "r3" || !got[0].At.Equal(t0) {
+		t.Fatalf("ComplaintsSince(alice) = %+v, %v", got, err)
+	}
+	if got, _ := cs.ComplaintsSince(ctx, "alice", t0.Add(time.Second)); len(got) != 1 {
+		t.Errorf("ComplaintsSince after the first = %+v", got)
+	}
+	all, err := cs.ComplainedSince(ctx, t0)
+	if err != nil || len(all) != 3 || all[1].Account != "bob" {
+		t.Fatalf("ComplainedSince = %+v, %v", all, err)
+	}
+	if err := cs.ForgetComplaints(ctx, t0.Add(90*time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if all, _ := cs.ComplainedSince(ctx, time.Time{}); len(all) != 1 || all[0].ReportID != "r3" {
+		t.Errorf("after ForgetComplaints: %+v", all)
+	}
+	// A forgotten report's identity is forgotten with it.
+	add("alice", "r1", t0.Add(3*time.Hour), true)
+}
+
+func testAttributions(t *testing.T, s state.Store) {
+	as, ok := s.(state.Attributions)
+	if !ok {
+		t.Skip("backend does not implement Attributions")
+	}
+	ctx := context.Background()
+	if err := as.Remember(ctx, "4XyzQ1", "alice", t0); err != nil {
+		t.Fatal(err)
+	}
+	if err := as.Remember(ctx, "4XyzQ2", "bob", t0.Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	acct, at, ok, err := as.Attribute(ctx, "4XyzQ1")
+	if err != nil || !ok || acct != "alice" || !at.Equal(t0) {
+		t.Fatalf("Attribute = %q %v %v %v", acct, at, ok, err)
+	}
+	if _, _, ok, _ := as.Attribute(ctx, "nope"); ok {
+		t.Error("unknown id attributed")
+	}
+	if err := as.ForgetAttributions(ctx, t0.Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, ok, _ := as.Attribute(ctx, "4XyzQ1"); ok {
+		t.Error("forgotten id still attributed")
+	}
+	if _, _, ok, _ := as.Attribute(ctx, "4XyzQ2"); !ok {
+		t.Error("recent id forgotten")
 	}
 }
