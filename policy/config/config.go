@@ -29,6 +29,74 @@ type Config struct {
 	// Mitigation is the server-wide cap on Microsoft units that Microsoft's
 	// "conditionally mitigated" answer calls for.
 	Mitigation Mitigation `toml:"mitigation"`
+	// Feedback is the complaint loop: stamping outgoing mail and acting on
+	// complaint reports.
+	Feedback Feedback `toml:"feedback"`
+}
+
+// Feedback configures the stamp msgate adds to outgoing mail and what
+// complaint reports do to the accounts they are attributed to.
+type Feedback struct {
+	// Secret keys the stamp (at least 16 bytes; e.g. the output of
+	// "openssl rand -base64 32"). Empty turns stamping off; complaint
+	// reports are then attributed only by Postfix's queue id.
+	Secret string `toml:"secret"`
+	// Retired are earlier secrets, still accepted for stamps made before
+	// their Until date.
+	Retired []RetiredSecret `toml:"retired"`
+	// StampAll stamps all outgoing mail, not only mail with Microsoft
+	// recipients.
+	StampAll bool `toml:"stamp_all"`
+	// MaxAge is how old a stamp may be when its report arrives.
+	MaxAge Duration `toml:"max_age"`
+	// Retention is how long msgate remembers which account sent which
+	// queue id, and how long complaints are kept.
+	Retention Duration `toml:"retention"`
+	// Spool is the directory where msgate fbl leaves reports while the
+	// daemon is down, and where unparseable reports are kept for the
+	// admin. "" means "spool" next to state.path.
+	Spool string `toml:"spool"`
+	// OnFlag is a command (program and arguments) run with the event as
+	// JSON on its standard input when complaints flag an account.
+	OnFlag []string `toml:"on_flag"`
+	// Threshold lists the complaint thresholds, checked from the strictest
+	// down.
+	Threshold []Threshold `toml:"threshold"`
+}
+
+// RetiredSecret is a former stamp secret.
+type RetiredSecret struct {
+	Secret string `toml:"secret" msgate:"required"`
+	// Until is the last day (YYYY-MM-DD, UTC, inclusive) whose stamps the
+	// secret still vouches for.
+	Until string `toml:"until" msgate:"required"`
+}
+
+// UntilTime parses Until as the end of that day.
+func (r RetiredSecret) UntilTime() time.Time {
+	t, err := time.Parse(time.DateOnly, r.Until)
+	if err != nil {
+		return time.Time{}
+	}
+	return t.Add(Day - time.Second)
+}
+
+// Threshold flags an account with Complaints or more complaints within
+// Within.
+type Threshold struct {
+	Complaints int      `toml:"complaints" msgate:"required"`
+	Within     Duration `toml:"within" msgate:"required"`
+	Action     string   `toml:"action"` // defer (default) or reject
+}
+
+func (t *Threshold) setDefaults() { t.Action = ActionDefer }
+
+// SpoolDir is Spool, or its default next to the state file.
+func (c *Config) SpoolDir() string {
+	if c.Feedback.Spool != "" {
+		return c.Feedback.Spool
+	}
+	return filepath.Join(filepath.Dir(c.State.Path), "spool")
 }
 
 // Mitigation caps the whole server's Microsoft units in a rolling window,
@@ -257,6 +325,14 @@ func Default() *Config {
 			CacheSize:    100000,
 		},
 		Rate: defaultRates(),
+		Feedback: Feedback{
+			MaxAge:    Duration(60 * Day),
+			Retention: Duration(30 * Day),
+			Threshold: []Threshold{
+				{Complaints: 1, Within: Duration(72 * time.Hour), Action: ActionDefer},
+				{Complaints: 3, Within: Duration(7 * Day), Action: ActionReject},
+			},
+		},
 		Mitigation: Mitigation{
 			DailyCap: 500,
 			Window:   Duration(Day),

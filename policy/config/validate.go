@@ -30,6 +30,7 @@ func (c *Config) Validate() []Problem {
 	validateRates(&v, c.Rate)
 	c.Accounts.validate(&v)
 	c.Mitigation.validate(&v)
+	c.Feedback.validate(&v)
 	return v.problems
 }
 
@@ -289,6 +290,8 @@ func (c *Config) normalize() {
 	c.Microsoft.ExtraMXSuffixes = nilIfEmpty(m.ExtraMXSuffixes)
 	c.Accounts.Exempt = nilIfEmpty(c.Accounts.Exempt)
 	c.Mitigation.Ramp = nilIfEmpty(c.Mitigation.Ramp)
+	c.Feedback.Retired = nilIfEmpty(c.Feedback.Retired)
+	c.Feedback.OnFlag = nilIfEmpty(c.Feedback.OnFlag)
 }
 
 // nilIfEmpty makes "key = []" and a missing key the same value.
@@ -335,5 +338,55 @@ func (m *Mitigation) validate(v *validator) {
 		}
 	} else if m.RampCeiling != 0 {
 		v.add("mitigation.ramp_ceiling", "only applies with ramp_growth")
+	}
+}
+
+// minSecret is the shortest stamp secret accepted (stamp.MinSecretLen).
+const minSecret = 16
+
+func (f *Feedback) validate(v *validator) {
+	if f.Secret != "" && len(f.Secret) < minSecret {
+		v.add("feedback.secret", "must be at least %d bytes (try: openssl rand -base64 32), not %d", minSecret, len(f.Secret))
+	}
+	seen := map[string]bool{f.Secret: f.Secret != ""}
+	for i, r := range f.Retired {
+		key := fmt.Sprintf("feedback.retired[%d]", i)
+		if len(r.Secret) < minSecret {
+			v.add(key+".secret", "must be at least %d bytes, not %d", minSecret, len(r.Secret))
+		} else if seen[r.Secret] {
+			v.add(key+".secret", "is the same as another secret")
+		}
+		seen[r.Secret] = true
+		if _, err := time.Parse(time.DateOnly, r.Until); err != nil {
+			v.add(key+".until", "must be a date as YYYY-MM-DD, not %q", r.Until)
+		}
+	}
+	if len(f.Retired) > 0 && f.Secret == "" {
+		v.add("feedback.secret", "is required when retired secrets are listed")
+	}
+	if f.StampAll && f.Secret == "" {
+		v.add("feedback.stamp_all", "needs feedback.secret: without a secret nothing is stamped")
+	}
+	v.notNegative("feedback.max_age", f.MaxAge)
+	if f.Retention.D() < time.Hour {
+		v.add("feedback.retention", "must be at least 1h, not %s", f.Retention)
+	}
+	if f.Spool != "" && !filepath.IsAbs(f.Spool) {
+		v.add("feedback.spool", "must be an absolute path, not %q", f.Spool)
+	}
+	if len(f.OnFlag) > 0 && !filepath.IsAbs(f.OnFlag[0]) {
+		v.add("feedback.on_flag", "the program must be an absolute path, not %q", f.OnFlag[0])
+	}
+	for i, t := range f.Threshold {
+		key := fmt.Sprintf("feedback.threshold[%d]", i)
+		if t.Complaints < 1 {
+			v.add(key+".complaints", "must be at least 1, not %d", t.Complaints)
+		}
+		if t.Within.D() < time.Minute {
+			v.add(key+".within", "must be at least 1m, not %s", t.Within)
+		} else if t.Within > f.Retention {
+			v.add(key+".within", "%s is longer than feedback.retention (%s): older complaints are forgotten", t.Within, f.Retention)
+		}
+		v.oneOf(key+".action", t.Action, ActionDefer, ActionReject)
 	}
 }
