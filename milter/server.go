@@ -50,9 +50,9 @@ var ErrServerClosed = errors.New("milter: server closed")
 const Protocol = gomilter.OptNoHelo | gomilter.OptNoHeaders | gomilter.OptNoEOH |
 	gomilter.OptNoBody | gomilter.OptNoUnknown | gomilter.OptNoData
 
-// Actions is what msgate may ask the MTA to do: choose its macros, and put
-// a message in the hold queue.
-const Actions = gomilter.OptSetSymList | gomilter.OptQuarantine
+// Actions is what msgate may ask the MTA to do: choose its macros, add the
+// stamp header, and put a message in the hold queue.
+const Actions = gomilter.OptSetSymList | gomilter.OptAddHeader | gomilter.OptQuarantine
 
 // Macros asks the MTA for what each stage needs, so that every transaction
 // carries its own client address and login.

@@ -193,6 +193,11 @@ func (s *session) Body(m *gomilter.Modifier) (gomilter.Response, error) {
 		s.logDecision("end-of-message", d)
 	}
 	s.tx = nil
+	if d.Stamp != "" && d.Verdict == policy.Accept {
+		if err := m.AddHeader(policy.StampHeader, d.Stamp); err != nil {
+			return nil, err
+		}
+	}
 	if d.Verdict == policy.Hold {
 		if err := m.Quarantine(d.Reply.Text); err != nil {
 			// The connection is gone; the MTA applies its default action.

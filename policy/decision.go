@@ -83,7 +83,12 @@ type Decision struct {
 	Domain string
 	// Err is the internal cause, for logs only.
 	Err error
+	// Stamp, at end of message, is the token to add as the stamp header.
+	Stamp string
 }
+
+// StampHeader is the header that carries the stamp.
+const StampHeader = "X-Msgate-Ref"
 
 // Replies, named once.
 var (
@@ -143,6 +148,9 @@ func (d Decision) MarshalLogObject(enc zapcore.ObjectEncoder) error {
 	}
 	if d.Err != nil {
 		enc.AddString("error", d.Err.Error())
+	}
+	if d.Stamp != "" {
+		enc.AddBool("stamped", true)
 	}
 	return nil
 }

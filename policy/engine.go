@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/msgate/msgate/policy/detect"
+	"github.com/msgate/msgate/policy/feedback/stamp"
 	"github.com/msgate/msgate/policy/state"
 )
 
@@ -59,6 +60,21 @@ type Config struct {
 	// AcceptOnStateFailure lets a Microsoft recipient through uncounted when
 	// the state store fails; otherwise it is deferred.
 	AcceptOnStateFailure bool
+	// Thresholds flag accounts by their recipients' complaints.
+	Thresholds []Threshold
+	// Sealer makes the stamp added at end of message; nil stamps nothing.
+	Sealer *stamp.Sealer
+	// StampAll stamps every message, not only those with a Microsoft
+	// recipient.
+	StampAll bool
+}
+
+// Threshold flags an account that got Complaints or more complaints within
+// Within.
+type Threshold struct {
+	Complaints int
+	Within     time.Duration
+	Action     RuleAction // RuleDefer or RuleReject
 }
 
 // Detector classifies recipient domains.
@@ -74,6 +90,9 @@ type params struct {
 	// Reserve reports the first full hard counter, so its action wins.
 	limits []limit
 	exempt map[string]bool
+	// thresholds, strictest first; maxWithin is the longest window.
+	thresholds []Threshold
+	maxWithin  time.Duration
 }
 
 // limit is one counter a unit may count against: the cap or a rule.
@@ -98,6 +117,17 @@ func newParams(cfg Config, det Detector) *params {
 		p.limits = append(p.limits, limit{rule: r, severity: sev, soft: r.Action == RuleMonitor})
 	}
 	sort.SliceStable(p.limits, func(i, j int) bool { return p.limits[i].severity > p.limits[j].severity })
+	p.thresholds = append([]Threshold(nil), cfg.Thresholds...)
+	sort.SliceStable(p.thresholds, func(i, j int) bool {
+		a, b := p.thresholds[i], p.thresholds[j]
+		if a.Action != b.Action {
+			return a.Action == RuleReject
+		}
+		return float64(a.Complaints)/a.Within.Seconds() < float64(b.Complaints)/b.Within.Seconds()
+	})
+	for _, t := range p.thresholds {
+		p.maxWithin = max(p.maxWithin, t.Within)
+	}
 	return p
 }
 
@@ -141,6 +171,9 @@ type Transaction struct {
 	// hold is set when a recipient went past a cap whose action is hold:
 	// the whole message goes to the hold queue at end of message.
 	hold *Decision
+	// microsoft is set once a recipient is Microsoft's: the message is
+	// stamped and remembered by queue id.
+	microsoft bool
 }
 
 // Begin starts a transaction for an envelope (at MAIL FROM).
@@ -195,20 +228,19 @@ func (e *Engine) recipient(ctx context.Context, tx *Transaction, rcpt string, no
 		d.Reason = ReasonDuplicate
 		return d
 	}
-	if flags, ok := e.store.(state.Flags); ok {
-		f, flagged, err := flags.GetFlag(ctx, tx.Account.Name)
-		if err != nil {
-			return e.stateFailure(p, d, err)
+	tx.microsoft = true
+	st, err := e.standing(ctx, p, tx.Account.Name, now)
+	if err != nil {
+		return e.stateFailure(p, d, err)
+	}
+	if st.Flagged {
+		d.Reason = ReasonFlagged
+		if st.Action == RuleReject {
+			d.Verdict, d.Reply = Reject, ReplyFlaggedReject
+		} else {
+			d.Verdict, d.Reply = Defer, ReplyFlaggedDefer
 		}
-		if flagged {
-			d.Reason = ReasonFlagged
-			if f.Action == "reject" {
-				d.Verdict, d.Reply = Reject, ReplyFlaggedReject
-			} else {
-				d.Verdict, d.Reply = Defer, ReplyFlaggedDefer
-			}
-			return d
-		}
+		return d
 	}
 	exempt := p.exempt[strings.ToLower(tx.Account.Name)]
 	counters := make([]state.Counter, 0, len(p.limits))
@@ -321,9 +353,34 @@ func (e *Engine) EndOfMessage(ctx context.Context, tx *Transaction, now time.Tim
 		d.Reason, d.Err = ReasonStateFailure, errors.Join(errs...)
 		if !tx.p.cfg.AcceptOnStateFailure {
 			d.Verdict, d.Reply = Defer, ReplyStateDefer
+			return d
 		}
 	}
+	e.mark(ctx, tx, &d, now)
 	return d
+}
+
+// mark stamps an accepted message and remembers its queue id, so that a
+// complaint about it can be traced to its account. Failing to do either
+// never stops the message: it is logged through d.Err.
+func (e *Engine) mark(ctx context.Context, tx *Transaction, d *Decision, now time.Time) {
+	p := tx.p
+	if tx.Account.Kind == AccountNone || (!tx.microsoft && !p.cfg.StampAll) {
+		return
+	}
+	if p.cfg.Sealer != nil {
+		tok, err := p.cfg.Sealer.Seal(tx.Account.Name, now)
+		if err != nil {
+			d.Err = errors.Join(d.Err, fmt.Errorf("stamping: %w", err))
+		} else {
+			d.Stamp = tok
+		}
+	}
+	if a, ok := e.store.(state.Attributions); ok && tx.Env.QueueID != "" && tx.microsoft {
+		if err := a.Remember(ctx, tx.Env.QueueID, tx.Account.Name, now); err != nil {
+			d.Err = errors.Join(d.Err, fmt.Errorf("remembering the queue id: %w", err))
+		}
+	}
 }
 
 // Abort gives back every unit the transaction reserved. It is safe to call

@@ -9,6 +9,7 @@ import (
 
 	"github.com/msgate/msgate/policy"
 	"github.com/msgate/msgate/policy/detect"
+	"github.com/msgate/msgate/policy/feedback/stamp"
 	"github.com/msgate/msgate/policy/state"
 	"github.com/msgate/msgate/policy/state/memory"
 )
@@ -295,5 +296,79 @@ func TestRampDays(t *testing.T) {
 		if accepted != want {
 			t.Errorf("day %d: %d units accepted, want the day's cap %d", day, accepted, want)
 		}
+	}
+}
+
+func TestComplaintThresholds(t *testing.T) {
+	s := memory.New()
+	cfg := policy.Config{Thresholds: []policy.Threshold{
+		{Complaints: 1, Within: 72 * time.Hour, Action: policy.RuleDefer},
+		{Complaints: 3, Within: 7 * 24 * time.Hour, Action: policy.RuleReject},
+	}}
+	e := policy.NewEngine(cfg, fakeDetector{}, s)
+	complain := func(id string, at time.Time) {
+		s.AddComplaint(ctx, state.Complaint{Account: "alice", ReportID: id, At: at})
+	}
+	verdict := func(now time.Time) policy.Decision {
+		tx := e.Begin(policy.Envelope{SASLLogin: "alice"})
+		return e.Recipient(ctx, tx, "x@outlook.com", now)
+	}
+	if d := verdict(t0); d.Verdict != policy.Accept {
+		t.Fatalf("no complaints: %+v", d)
+	}
+	complain("r1", t0.Add(-24*time.Hour))
+	if d := verdict(t0); d.Verdict != policy.Defer || d.Reason != policy.ReasonFlagged || d.Reply != policy.ReplyFlaggedDefer {
+		t.Fatalf("one complaint: %+v, want defer", d)
+	}
+	complain("r2", t0.Add(-5*24*time.Hour))
+	complain("r3", t0.Add(-6*24*time.Hour))
+	if d := verdict(t0); d.Verdict != policy.Reject {
+		t.Fatalf("three complaints in 7d: %+v, want reject", d)
+	}
+	// Complaints age out: a week later nothing counts.
+	if d := verdict(t0.Add(7 * 24 * time.Hour)); d.Verdict != policy.Accept {
+		t.Fatalf("after the complaints aged out: %+v", d)
+	}
+	// An unflag forgives the complaints received before it.
+	s.SetFlag(ctx, state.Flag{Account: "alice", Action: policy.FlagCleared, Since: t0})
+	if d := verdict(t0.Add(time.Minute)); d.Verdict != policy.Accept {
+		t.Fatalf("after unflag: %+v", d)
+	}
+	complain("r4", t0.Add(2*time.Minute))
+	if d := verdict(t0.Add(3 * time.Minute)); d.Verdict != policy.Defer {
+		t.Fatalf("a new complaint after unflag: %+v, want defer", d)
+	}
+	// bob is untouched.
+	tx := e.Begin(policy.Envelope{SASLLogin: "bob"})
+	if d := e.Recipient(ctx, tx, "x@outlook.com", t0); d.Verdict != policy.Accept {
+		t.Fatalf("bob: %+v", d)
+	}
+}
+
+func TestStampAndQueueID(t *testing.T) {
+	sealer, err := stamp.New(stamp.Key{Secret: []byte("engine test secret, long enough")}, nil, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := memory.New()
+	e := policy.NewEngine(policy.Config{Sealer: sealer}, fakeDetector{}, s)
+	tx := e.Begin(policy.Envelope{SASLLogin: "alice", QueueID: "4AbC123"})
+	e.Recipient(ctx, tx, "x@outlook.com", t0)
+	d := e.EndOfMessage(ctx, tx, t0)
+	c, err := sealer.Open(d.Stamp, t0)
+	if err != nil || c.Account != "alice" || !c.At.Equal(t0) {
+		t.Fatalf("stamp %q opens to %+v, %v", d.Stamp, c, err)
+	}
+	if acct, _, ok, _ := s.Attribute(ctx, "4AbC123"); !ok || acct != "alice" {
+		t.Fatalf("queue id not remembered: %q %v", acct, ok)
+	}
+	// Mail without a Microsoft recipient is neither stamped nor remembered.
+	tx = e.Begin(policy.Envelope{SASLLogin: "alice", QueueID: "4Other"})
+	e.Recipient(ctx, tx, "x@example.net", t0)
+	if d := e.EndOfMessage(ctx, tx, t0); d.Stamp != "" {
+		t.Errorf("non-Microsoft mail stamped")
+	}
+	if _, _, ok, _ := s.Attribute(ctx, "4Other"); ok {
+		t.Errorf("non-Microsoft queue id remembered")
 	}
 }
