@@ -14,15 +14,15 @@ import (
 
 // Outcomes of one report.
 const (
-	OutcomeRecorded      = "recorded"
-	OutcomeDuplicate     = "duplicate"
-	OutcomeNotComplaint  = "not-a-complaint"
-	OutcomeUnattributed  = "unattributed"
-	OutcomeForged        = "forged"
-	OutcomeUnparseable   = "unparseable"
-	AttributedByStamp    = "stamp"
-	AttributedByQueueID  = "queue-id"
-	AttributedByNone     = "none"
+	OutcomeRecorded     = "recorded"
+	OutcomeDuplicate    = "duplicate"
+	OutcomeNotComplaint = "not-a-complaint"
+	OutcomeUnattributed = "unattributed"
+	OutcomeForged       = "forged"
+	OutcomeUnparseable  = "unparseable"
+	AttributedByStamp   = "stamp"
+	AttributedByQueueID = "queue-id"
+	AttributedByNone    = "none"
 )
 
 // Result is what happened to one report; msgate fbl prints it as a JSON

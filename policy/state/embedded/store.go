@@ -30,8 +30,9 @@ type Options struct {
 	// NoSync skips fsync: commits are no longer durable. For benchmarks and
 	// tests that measure something else only.
 	NoSync bool
-	// ExpireBatch is how many keys Expire examines, or deletes from disk,
-	// per step while holding the lock that decisions need. Zero means 1024.
+	// ExpireBatch is how many keys Expire and Scan examine per hold of the
+	// lock that decisions need, and how many records Expire deletes per
+	// transaction. Zero means 1024.
 	ExpireBatch int
 
 	// openFile replaces os.OpenFile (tests make the file fail under the
