@@ -34,6 +34,7 @@ func commands() []command {
 		{"check", "validate a config file and list every problem", runCheck},
 		{"status", "show what the running daemon knows: cap use, busiest accounts, flags", runStatus},
 		{"account", "show, flag or unflag one account (account show|flag|unflag ACCOUNT)", runAccount},
+		{"fbl", "hand complaint reports (files, or stdin) to the daemon; one JSON line each", runFbl},
 		{"try", "drive a running milter as an MTA would and print each reply", runTry},
 		{"version", "print the version", runVersion},
 	}

@@ -22,6 +22,7 @@ import (
 	"github.com/msgate/msgate/policy"
 	"github.com/msgate/msgate/policy/config"
 	"github.com/msgate/msgate/policy/detect"
+	"github.com/msgate/msgate/policy/feedback"
 	"github.com/msgate/msgate/policy/state"
 	"github.com/msgate/msgate/policy/state/embedded"
 	"github.com/msgate/msgate/policy/state/memory"
@@ -119,6 +120,8 @@ type daemon struct {
 	metrics *admin.Metrics
 	api     *admin.Server
 	now     func() time.Time
+	// ingester is nil when the store cannot keep complaints.
+	ingester atomic.Pointer[feedback.Ingester]
 }
 
 func buildDetector(cfg *config.Config) (*detect.Detector, error) {
@@ -140,6 +143,19 @@ func engineConfig(cfg *config.Config) (policy.Config, error) {
 		Exempt:               cfg.Accounts.Exempt,
 		DeferOnDNSFailure:    cfg.Microsoft.OnDNSFailure == config.ActionDefer,
 		AcceptOnStateFailure: cfg.Milter.OnError == config.ActionAccept,
+		StampAll:             cfg.Feedback.StampAll,
+	}
+	sealer, err := buildSealer(cfg.Feedback)
+	if err != nil {
+		return pc, err
+	}
+	pc.Sealer = sealer
+	for _, t := range cfg.Feedback.Threshold {
+		a, err := policy.ParseRuleAction(t.Action)
+		if err != nil || a == policy.RuleMonitor {
+			return pc, fmt.Errorf("feedback threshold action %q", t.Action)
+		}
+		pc.Thresholds = append(pc.Thresholds, policy.Threshold{Complaints: t.Complaints, Within: t.Within.D(), Action: a})
 	}
 	m := cfg.Mitigation
 	action, ok := policy.ParseCapAction(m.Action)
@@ -206,8 +222,16 @@ func newDaemon(cfg *config.Config, log *zap.Logger) (*daemon, error) {
 	d.metrics = admin.NewMetrics(admin.CapUsage(d.engine, d.now),
 		func() detect.Stats { return d.det.Load().Stats() }, d.srv.Active)
 	d.srv.Observe(d.metrics.Observe)
-	d.api = &admin.Server{Engine: d.engine, Metrics: d.metrics, Now: d.now, Sessions: d.srv.Active, Log: log.Named("admin")}
+	d.api = &admin.Server{Engine: d.engine, Metrics: d.metrics, Now: d.now, Sessions: d.srv.Active, Log: log.Named("admin"),
+		Ingest: d.ingest}
+	d.setIngester(pc)
 	return d, nil
+}
+
+func (d *daemon) setIngester(pc policy.Config) {
+	if fs, ok := d.store.(feedback.Store); ok {
+		d.ingester.Store(&feedback.Ingester{Sealer: pc.Sealer, Store: fs})
+	}
 }
 
 // reload re-reads the config file (SIGHUP). A config with problems is
@@ -264,6 +288,7 @@ func (d *daemon) apply(cfg *config.Config) error {
 	}
 	d.det.Store(det)
 	d.engine.Reload(pc, det)
+	d.setIngester(pc)
 	d.cfg.Store(cfg)
 	return nil
 }
@@ -284,17 +309,25 @@ func (d *daemon) run(ctx context.Context, ln, adminLn net.Listener) error {
 	}
 	expire := time.NewTicker(time.Minute)
 	defer expire.Stop()
+	// Reports spooled while the daemon was down are taken at start and
+	// then every few seconds.
+	spoolTick := time.NewTicker(5 * time.Second)
+	defer spoolTick.Stop()
+	d.drainSpool(ctx)
 	for {
 		select {
 		case err := <-errc:
 			api.Close()
 			return err
+		case <-spoolTick.C:
+			d.drainSpool(ctx)
 		case <-expire.C:
 			if e, ok := d.store.(state.Expirer); ok {
 				if err := e.Expire(ctx, d.now()); err != nil {
 					d.log.Warn("expiring old counts failed", zap.Error(err))
 				}
 			}
+			d.forget(ctx, d.now())
 		case <-ctx.Done():
 			deadline := d.cfg.Load().Milter.ShutdownTimeout.D()
 			d.log.Info("shutting down", zap.Int("sessions", d.srv.Active()), zap.Stringer("deadline", deadline))

@@ -107,10 +107,17 @@ func runStatus(args []string, stdout, stderr io.Writer) int {
 	w = tabwriter.NewWriter(stdout, 2, 4, 2, ' ', 0)
 	fmt.Fprintln(w, "ACCOUNT\tACTION\tREASON\tSINCE\tNOTE")
 	for _, f := range st.Flagged {
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", f.Account, f.Action, f.Reason, f.Since.Format(time.RFC3339), f.Note)
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", f.Account, f.Action, reasonText(f), f.Since.Format(time.RFC3339), f.Note)
 	}
 	w.Flush()
 	return exitOK
+}
+
+func reasonText(f admin.Flagged) string {
+	if f.Reason == "complaints" {
+		return fmt.Sprintf("%d complaint(s) in %s", f.Complaints, f.Within)
+	}
+	return f.Reason
 }
 
 func usageOf(a admin.AccountStatus, r admin.RuleStatus) string {
@@ -164,9 +171,12 @@ func runAccount(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "Account: %s\n", a.Account)
 		switch {
 		case a.Flag != nil:
-			fmt.Fprintf(stdout, "Flagged: %s since %s (%s) %s\n", a.Flag.Action, a.Flag.Since.Format(time.RFC3339), a.Flag.Reason, a.Flag.Note)
+			fmt.Fprintf(stdout, "Flagged: %s since %s (%s) %s\n", a.Flag.Action, a.Flag.Since.Format(time.RFC3339), reasonText(*a.Flag), a.Flag.Note)
 		default:
 			fmt.Fprintln(stdout, "Flagged: no")
+		}
+		for _, c := range a.Complaints {
+			fmt.Fprintf(stdout, "Complaint: %s (report %.12s)\n", c.At.Format(time.RFC3339), c.ReportID)
 		}
 		if a.Exempt {
 			fmt.Fprintln(stdout, "Exempt from rate rules (still counted against the cap)")

@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"maps"
 	"net/http"
 	"slices"
 	"strconv"
@@ -16,6 +18,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/msgate/msgate/policy"
+	"github.com/msgate/msgate/policy/feedback"
 	"github.com/msgate/msgate/policy/state"
 )
 
@@ -42,10 +45,42 @@ type RuleStatus struct {
 
 // AccountStatus is one account's standing.
 type AccountStatus struct {
-	Account string       `json:"account"`
-	Exempt  bool         `json:"exempt,omitempty"`
-	Flag    *state.Flag  `json:"flag,omitempty"`
-	Rules   []RuleStatus `json:"rules"`
+	Account    string            `json:"account"`
+	Exempt     bool              `json:"exempt,omitempty"`
+	Flag       *Flagged          `json:"flag,omitempty"`
+	Complaints []state.Complaint `json:"complaints,omitempty"`
+	Rules      []RuleStatus      `json:"rules"`
+}
+
+// Flagged is an account whose Microsoft mail is held back.
+type Flagged struct {
+	Account string `json:"account"`
+	Action  string `json:"action"`
+	// Reason is "manual" (msgate account flag) or "complaints".
+	Reason string    `json:"reason"`
+	Since  time.Time `json:"since"`
+	Note   string    `json:"note,omitempty"`
+	// Complaints counted by the threshold that flagged the account, and
+	// that threshold's window.
+	Complaints int    `json:"complaints,omitempty"`
+	Within     string `json:"within,omitempty"`
+}
+
+func flaggedOf(account string, st policy.Standing) *Flagged {
+	if !st.Flagged {
+		return nil
+	}
+	if st.Manual != nil {
+		return &Flagged{Account: account, Action: st.Manual.Action, Reason: st.Manual.Reason, Since: st.Manual.Since, Note: st.Manual.Note}
+	}
+	f := &Flagged{Account: account, Action: st.Action.String(), Reason: "complaints", Complaints: len(st.Complaints)}
+	if st.Threshold != nil {
+		f.Within = fmtDur(st.Threshold.Within)
+	}
+	if len(st.Complaints) > 0 {
+		f.Since = st.Complaints[len(st.Complaints)-1].At
+	}
+	return f
 }
 
 // Status is what `msgate status -json` prints.
@@ -54,7 +89,7 @@ type Status struct {
 	Cap         CapStatus       `json:"cap"`
 	Rules       []RuleStatus    `json:"rules"`
 	TopAccounts []AccountStatus `json:"top_accounts"`
-	Flagged     []state.Flag    `json:"flagged"`
+	Flagged     []Flagged       `json:"flagged"`
 	Sessions    int             `json:"sessions"`
 }
 
@@ -65,6 +100,9 @@ type Server struct {
 	Now      func() time.Time
 	Sessions func() int
 	Log      *zap.Logger
+	// Ingest records one complaint report; an error means it was not
+	// recorded and must be kept.
+	Ingest func(ctx context.Context, raw []byte) (feedback.Result, error)
 }
 
 // Handler returns the routes.
@@ -76,6 +114,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /v1/accounts/{account}", s.account)
 	mux.HandleFunc("PUT /v1/accounts/{account}/flag", s.flag)
 	mux.HandleFunc("DELETE /v1/accounts/{account}/flag", s.unflag)
+	mux.HandleFunc("POST /v1/reports", s.report)
 	return mux
 }
 
@@ -139,7 +178,7 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 		top = n
 	}
 	cfg := s.Engine.Config()
-	st := Status{Time: now, Sessions: s.Sessions(), Rules: []RuleStatus{}, TopAccounts: []AccountStatus{}, Flagged: []state.Flag{}}
+	st := Status{Time: now, Sessions: s.Sessions(), Rules: []RuleStatus{}, TopAccounts: []AccountStatus{}, Flagged: []Flagged{}}
 	var err error
 	if st.Cap, err = capStatus(ctx, s.Engine, now); err != nil {
 		s.fail(w, http.StatusServiceUnavailable, err)
@@ -156,15 +195,52 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 		}
 		st.TopAccounts = topAccounts(cfg, keys, top)
 	}
+	flagged, err := s.flagged(ctx, now)
+	if err != nil {
+		s.fail(w, http.StatusServiceUnavailable, err)
+		return
+	}
+	st.Flagged = append(st.Flagged, flagged...)
+	writeJSON(w, http.StatusOK, st)
+}
+
+// flagged lists every flagged account: flagged by hand, or by complaints
+// within the longest threshold window.
+func (s *Server) flagged(ctx context.Context, now time.Time) ([]Flagged, error) {
+	names := map[string]bool{}
 	if fl, ok := s.Engine.Store().(state.Flags); ok {
 		flags, err := fl.ListFlags(ctx)
 		if err != nil {
-			s.fail(w, http.StatusServiceUnavailable, err)
-			return
+			return nil, err
 		}
-		st.Flagged = append(st.Flagged, flags...)
+		for _, f := range flags {
+			names[f.Account] = true
+		}
 	}
-	writeJSON(w, http.StatusOK, st)
+	if cs, ok := s.Engine.Store().(state.Complaints); ok {
+		var longest time.Duration
+		for _, t := range s.Engine.Config().Thresholds {
+			longest = max(longest, t.Within)
+		}
+		list, err := cs.ComplainedSince(ctx, now.Add(-longest))
+		if err != nil {
+			return nil, err
+		}
+		for _, c := range list {
+			names[c.Account] = true
+		}
+	}
+	var out []Flagged
+	for _, name := range slices.Sorted(maps.Keys(names)) {
+		st, err := s.Engine.Standing(ctx, name, now)
+		if err != nil {
+			return nil, err
+		}
+		if f := flaggedOf(name, st); f != nil {
+			out = append(out, *f)
+		}
+	}
+	return out, nil
 }
 
 func ruleStatus(r policy.Rule) RuleStatus {
@@ -239,16 +315,12 @@ func (s *Server) account(w http.ResponseWriter, r *http.Request) {
 		rs.Used, rs.Reserved = u.Committed, u.Reserved
 		as.Rules = append(as.Rules, rs)
 	}
-	if fl, ok := s.Engine.Store().(state.Flags); ok {
-		f, flagged, err := fl.GetFlag(ctx, name)
-		if err != nil {
-			s.fail(w, http.StatusServiceUnavailable, err)
-			return
-		}
-		if flagged {
-			as.Flag = &f
-		}
+	st, err := s.Engine.Standing(ctx, name, now)
+	if err != nil {
+		s.fail(w, http.StatusServiceUnavailable, err)
+		return
 	}
+	as.Flag, as.Complaints = flaggedOf(name, st), st.Complaints
 	writeJSON(w, http.StatusOK, as)
 }
 
@@ -292,23 +364,55 @@ func (s *Server) flag(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, f)
 }
 
+// unflag ends a manual flag, and forgives the complaints received so far
+// when they are what flags the account.
 func (s *Server) unflag(w http.ResponseWriter, r *http.Request) {
 	fl, ok := s.flags(w)
 	if !ok {
 		return
 	}
-	name := r.PathValue("account")
-	had, err := fl.ClearFlag(r.Context(), name)
+	ctx, now, name := r.Context(), s.Now(), r.PathValue("account")
+	st, err := s.Engine.Standing(ctx, name, now)
 	if err != nil {
 		s.fail(w, http.StatusServiceUnavailable, err)
 		return
 	}
-	if !had {
+	if !st.Flagged {
 		s.fail(w, http.StatusNotFound, fmt.Errorf("account %q is not flagged", name))
+		return
+	}
+	if st.Manual != nil {
+		_, err = fl.ClearFlag(ctx, name)
+		if err == nil {
+			st, err = s.Engine.Standing(ctx, name, now)
+		}
+	}
+	if err == nil && st.Flagged {
+		err = fl.SetFlag(ctx, state.Flag{Account: name, Action: policy.FlagCleared, Reason: "unflagged", Since: now.UTC()})
+	}
+	if err != nil {
+		s.fail(w, http.StatusServiceUnavailable, err)
 		return
 	}
 	s.Log.Info("account unflagged", zap.String("account", name))
 	writeJSON(w, http.StatusOK, map[string]string{"account": name, "flag": "cleared"})
+}
+
+// MaxReport bounds a report's size (report.MaxSize, and a little).
+const MaxReport = 10<<20 + 1
+
+func (s *Server) report(w http.ResponseWriter, r *http.Request) {
+	raw, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxReport))
+	if err != nil {
+		s.fail(w, http.StatusRequestEntityTooLarge, fmt.Errorf("reading the report: %w", err))
+		return
+	}
+	res, err := s.Ingest(r.Context(), raw)
+	if err != nil {
+		s.fail(w, http.StatusServiceUnavailable, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, res)
 }
 
 // fmtDur prints whole days as "Nd", like the config does.

@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -11,6 +12,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/msgate/msgate/policy/feedback"
 )
 
 // ErrUnreachable reports that no daemon answered on the admin socket.
@@ -48,6 +51,10 @@ func (c *Client) do(method, path string, body, out any) error {
 	if err != nil {
 		return err
 	}
+	return c.send(req, out)
+}
+
+func (c *Client) send(req *http.Request, out any) error {
 	resp, err := c.http.Do(req)
 	if err != nil {
 		var oe *net.OpError
@@ -91,4 +98,15 @@ func (c *Client) Flag(name, action, note string) error {
 func (c *Client) Unflag(name string) error {
 	var out map[string]any
 	return c.do(http.MethodDelete, "/v1/accounts/"+url.PathEscape(name)+"/flag", nil, &out)
+}
+
+// Report hands one complaint report to the daemon.
+func (c *Client) Report(raw []byte) (feedback.Result, error) {
+	var res feedback.Result
+	req, err := http.NewRequest(http.MethodPost, c.base+"/v1/reports", bytes.NewReader(raw))
+	if err != nil {
+		return res, err
+	}
+	req.Header.Set("Content-Type", "message/rfc822")
+	return res, c.send(req, &res)
 }
