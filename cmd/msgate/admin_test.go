@@ -98,6 +98,9 @@ func writeConfig(t *testing.T, path string, cfg *config.Config) {
 		}
 		fmt.Fprintf(&b, "ramp = [%s]\n", strings.Join(caps, ", "))
 	}
+	if f := cfg.Feedback; f.Secret != "" {
+		fmt.Fprintf(&b, "[feedback]\nsecret = %q\n", f.Secret)
+	}
 	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
 		t.Fatal(err)
 	}
