@@ -45,7 +45,7 @@ daily_cap = %d
 `, milterPort, adminPort, filepath.Join(dir, "state.db"), capN)), 0o644)
 	milterAddr := fmt.Sprintf("127.0.0.1:%d", milterPort)
 
-	start := func() *exec.Cmd {
+	start := func() *daemonProc {
 		cmd := exec.Command(bin, "serve", "-config", cfgPath)
 		log := &syncBuffer{}
 		cmd.Stdout, cmd.Stderr = log, log
@@ -55,7 +55,7 @@ daily_cap = %d
 		d := &daemonProc{cmd: cmd, log: log, done: make(chan error, 1)}
 		go func() { d.done <- cmd.Wait() }()
 		waitPort(t, milterAddr, d)
-		return cmd
+		return d
 	}
 
 	var acked, deferred atomic.Int64
@@ -105,14 +105,14 @@ daily_cap = %d
 		}
 		time.Sleep(time.Millisecond)
 	}
-	first.Process.Signal(syscall.SIGKILL)
-	first.Wait()
+	first.cmd.Process.Signal(syscall.SIGKILL)
+	<-first.done
 	close(stop)
 	<-loaded
 	beforeKill := acked.Load()
 
 	second := start()
-	t.Cleanup(func() { second.Process.Signal(syscall.SIGTERM); second.Wait() })
+	t.Cleanup(func() { second.cmd.Process.Signal(syscall.SIGTERM); <-second.done })
 	load(nil)
 
 	total := acked.Load()
