@@ -53,7 +53,7 @@ func runFbl(args []string, stdout, stderr io.Writer) int {
 		}
 		res, err := c.Report(raw)
 		if err != nil {
-			res, err = spoolReport(cfg, raw)
+			res, err = spoolReport(cfg, raw, err)
 			if err != nil {
 				fmt.Fprintf(stderr, "msgate fbl: %s: the daemon did not take the report and the spool could not be written: %v\n", in, err)
 				code = exitTempFail
@@ -80,7 +80,7 @@ func readInput(name string) ([]byte, error) {
 
 // spoolReport leaves the report for the daemon and describes it as far as
 // it can be read here.
-func spoolReport(cfg *config.Config, raw []byte) (feedback.Result, error) {
+func spoolReport(cfg *config.Config, raw []byte, why error) (feedback.Result, error) {
 	res := feedback.Result{Format: string(report.FormatUnknown), AttributedBy: feedback.AttributedByNone, Outcome: OutcomeSpooled}
 	if rep, err := report.Parse(bytes.NewReader(raw)); err == nil {
 		res.Format, res.FeedbackType, res.ReportID = string(rep.Format), rep.FeedbackType, rep.ID
@@ -91,6 +91,6 @@ func spoolReport(cfg *config.Config, raw []byte) (feedback.Result, error) {
 	if err != nil {
 		return res, err
 	}
-	res.Detail = "the daemon was not reachable; left in " + path
+	res.Detail = fmt.Sprintf("the daemon did not take the report (%v); left in %s", why, path)
 	return res, nil
 }

@@ -38,6 +38,10 @@ type Options struct {
 	// MainCF holds further main.cf parameters, written after (and so
 	// overriding) the ones Start sets, e.g. for SASL.
 	MainCF map[string]string
+	// SASLUsers turns on SMTP AUTH (Cyrus SASL, sasldb in the test's own
+	// folder) with these users and passwords, so that {auth_authen}
+	// reaches the milter. Logins are the bare user names.
+	SASLUsers map[string]string
 }
 
 // Postfix is a running Postfix and its sink, owned by one test.
@@ -238,6 +242,15 @@ func (p *Postfix) mainCF() [][2]string {
 		{"milter_end_of_data_macros", "i"},
 		{"milter_end_of_header_macros", "i"},
 	}
+	if len(p.opts.SASLUsers) > 0 {
+		kv = append(kv,
+			[2]string{"smtpd_sasl_auth_enable", "yes"},
+			[2]string{"smtpd_sasl_type", "cyrus"},
+			[2]string{"smtpd_sasl_path", "smtpd"},
+			[2]string{"cyrus_sasl_config_path", p.dir},
+			[2]string{"smtpd_sasl_local_domain", "test.local"},
+			[2]string{"smtpd_sasl_security_options", "noanonymous"})
+	}
 	if p.opts.MilterAddr != "" {
 		kv = append(kv,
 			[2]string{"smtpd_milters", p.opts.MilterAddr},
@@ -306,6 +319,9 @@ func (p *Postfix) writeConfig() error {
 	if err := createOwned(p.logPath, "postfix"); err != nil {
 		return fmt.Errorf("creating the postfix log: %w", err)
 	}
+	if err := p.writeSASL(); err != nil {
+		return fmt.Errorf("setting up SASL: %w", err)
+	}
 	if err := os.WriteFile(filepath.Join(confDir, "main.cf"), []byte(b.String()), 0o644); err != nil {
 		return fmt.Errorf("writing main.cf: %w", err)
 	}
@@ -313,6 +329,40 @@ func (p *Postfix) writeConfig() error {
 		return fmt.Errorf("writing master.cf: %w", err)
 	}
 	return nil // `postfix start` checks the configuration
+}
+
+// writeSASL writes smtpd.conf in the test's folder and the test's users to
+// the system sasldb (/etc/sasldb2: Debian's Cyrus SASL does not take
+// another path from smtpd.conf), readable by smtpd, which runs as postfix.
+func (p *Postfix) writeSASL() error {
+	if len(p.opts.SASLUsers) == 0 {
+		return nil
+	}
+	const db = "/etc/sasldb2"
+	conf := "pwcheck_method: auxprop\nauxprop_plugin: sasldb\nmech_list: PLAIN LOGIN\n"
+	if err := os.WriteFile(filepath.Join(p.dir, "smtpd.conf"), []byte(conf), 0o644); err != nil {
+		return err
+	}
+	users := make([]string, 0, len(p.opts.SASLUsers))
+	for u := range p.opts.SASLUsers {
+		users = append(users, u)
+	}
+	sort.Strings(users)
+	for _, u := range users {
+		// The realm is smtpd_sasl_local_domain; clients log in with the bare name.
+		if out, err := runInput(p.opts.SASLUsers[u], "saslpasswd2", "-f", db, "-p", "-c", "-u", "test.local", u); err != nil {
+			return fmt.Errorf("saslpasswd2 %s: %v: %s", u, err, out)
+		}
+	}
+	pu, err := user.Lookup("postfix")
+	if err != nil {
+		return err
+	}
+	gid, _ := strconv.Atoi(pu.Gid)
+	if err := os.Chown(db, 0, gid); err != nil {
+		return err
+	}
+	return os.Chmod(db, 0o640)
 }
 
 // configDir is where Postfix reads main.cf by default.

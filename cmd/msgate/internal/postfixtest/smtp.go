@@ -2,6 +2,7 @@ package postfixtest
 
 import (
 	"bufio"
+	"encoding/base64"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
@@ -40,6 +41,16 @@ const smtpTimeout = 90 * time.Second
 // greeting, EHLO or MAIL) is refused; it is then a *ReplyError.
 func (p *Postfix) Send(t testing.TB, from string, rcpts []string, body string) (rcptReplies []string, dataReply string, err error) {
 	t.Helper()
+	return p.send("", "", from, rcpts, body)
+}
+
+// SendAuth is Send after AUTH PLAIN as user (see Options.SASLUsers).
+func (p *Postfix) SendAuth(t testing.TB, user, pass, from string, rcpts []string, body string) (rcptReplies []string, dataReply string, err error) {
+	t.Helper()
+	return p.send(user, pass, from, rcpts, body)
+}
+
+func (p *Postfix) send(user, pass, from string, rcpts []string, body string) (rcptReplies []string, dataReply string, err error) {
 	conn, err := net.DialTimeout("tcp", p.SMTPAddr(), 10*time.Second)
 	if err != nil {
 		return nil, "", fmt.Errorf("postfixtest: connecting to smtpd: %w", err)
@@ -57,6 +68,15 @@ func (p *Postfix) Send(t testing.TB, from string, rcpts []string, body string) (
 		return nil, "", err
 	} else if code != 250 {
 		return nil, "", &ReplyError{ehlo, code, reply}
+	}
+	if user != "" {
+		auth := "AUTH PLAIN " + base64.StdEncoding.EncodeToString([]byte("\x00"+user+"\x00"+pass))
+		if code, reply, err := c.cmd(auth); err != nil {
+			return nil, "", err
+		} else if code != 235 {
+			c.quit()
+			return nil, "", &ReplyError{"AUTH PLAIN", code, reply}
+		}
 	}
 	mail := "MAIL FROM:<" + from + ">"
 	if code, reply, err := c.cmd(mail); err != nil {
