@@ -69,7 +69,7 @@ func runStatus(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(w, "Microsoft cap:\t%d of %d used in the last %s (%d in flight), action %s%s\n",
 			st.Cap.Used, st.Cap.Limit, st.Cap.Window, st.Cap.Reserved, st.Cap.Action, ramp)
 	} else {
-		fmt.Fprintf(w, "Microsoft cap:\toff (%d units in the last %s)\n", st.Cap.Used, st.Cap.Window)
+		fmt.Fprintf(w, "Microsoft cap:\toff ([mitigation] enabled = false)\n")
 	}
 	fmt.Fprintf(w, "Milter sessions:\t%d\n", st.Sessions)
 	var rules []string
