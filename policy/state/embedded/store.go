@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"sync"
@@ -34,6 +35,11 @@ type Options struct {
 	// lock that decisions need, and how many records Expire deletes per
 	// transaction. Zero means 1024.
 	ExpireBatch int
+	// AttributionDelay is how long an attribution (Remember) waits for a
+	// commit's transaction to ride in before the writer writes it in one of
+	// its own; a crash loses at most the attributions of this last delay.
+	// Zero means one second.
+	AttributionDelay time.Duration
 
 	// openFile replaces os.OpenFile (tests make the file fail under the
 	// store).
@@ -94,6 +100,20 @@ type Store struct {
 	flags       map[string]state.Flag
 	flagWriteMu sync.Mutex
 
+	// Complaints in memory, guarded by cmu; complaintWriteMu orders the
+	// writers (AddComplaint, ForgetComplaints), which hold it across their
+	// disk writes, never cmu.
+	cmu              sync.RWMutex
+	compl            complaints
+	complaintWriteMu sync.Mutex
+
+	// Attributions in memory, guarded by amu, which is never held across
+	// disk I/O. attrCut is the cutoff of the last ForgetAttributions (Unix
+	// ns): the writer skips queued attributions older than that.
+	amu     sync.Mutex
+	attr    attribIndex
+	attrCut atomic.Int64
+
 	expireBatch int
 	closed      atomic.Bool
 
@@ -102,6 +122,13 @@ type Store struct {
 	qmu    sync.Mutex
 	queue  *batch
 	wake   chan struct{}
+	// Attributions waiting for a transaction, under qmu. attrWake tells
+	// the writer the queue is no longer empty, so that it writes them
+	// within attrDelay if no commit comes.
+	attrQueue []attrRec
+	attrWake  chan struct{}
+	attrDelay time.Duration
+	attrBuf   []byte // the writer's: keys and values of attributions
 	stop   chan struct{}
 	exited chan struct{}
 }
@@ -111,6 +138,9 @@ var (
 	_ state.Expirer = (*Store)(nil)
 	_ state.Flags   = (*Store)(nil)
 	_ state.Scanner = (*Store)(nil)
+
+	_ state.Complaints   = (*Store)(nil)
+	_ state.Attributions = (*Store)(nil)
 )
 
 // Open opens or creates the state file and loads every counter that has not
@@ -138,6 +168,9 @@ func Open(opts Options) (*Store, error) {
 	if opts.ExpireBatch <= 0 {
 		opts.ExpireBatch = 1024
 	}
+	if opts.AttributionDelay <= 0 {
+		opts.AttributionDelay = time.Second
+	}
 	db, err := bolt.Open(opts.Path, 0o600, &bolt.Options{
 		Timeout: opts.LockTimeout,
 		// The freelist is rebuilt by a scan at open instead of being
@@ -161,9 +194,13 @@ func Open(opts Options) (*Store, error) {
 		pending:     make(map[uint64][]unit),
 		flags:       make(map[string]state.Flag),
 		rewindowed:  make(map[string]struct{}),
+		compl:       newComplaints(),
+		attr:        newAttribIndex(),
 		expireBatch: opts.ExpireBatch,
 		queue:       newBatch(),
 		wake:        make(chan struct{}, 1),
+		attrWake:    make(chan struct{}, 1),
+		attrDelay:   opts.AttributionDelay,
 		stop:        make(chan struct{}),
 		exited:      make(chan struct{}),
 	}
@@ -171,6 +208,7 @@ func Open(opts Options) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("opening state file %s: %w", opts.Path, err)
 	}
+	s.attrCut.Store(math.MinInt64)
 	go s.run()
 	return s, nil
 }
@@ -192,7 +230,7 @@ func (s *Store) load(now time.Time) error {
 		case string(v) != format:
 			return fmt.Errorf("state file format %q, this msgate reads %q", v, format)
 		}
-		for _, name := range [][]byte{bucketCounters, bucketFlags} {
+		for _, name := range [][]byte{bucketCounters, bucketFlags, bucketComplaints, bucketAttribs} {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return err
 			}
@@ -203,6 +241,12 @@ func (s *Store) load(now time.Time) error {
 		return err
 	}
 	if err := s.loadFlags(); err != nil {
+		return err
+	}
+	if err := s.loadComplaints(); err != nil {
+		return err
+	}
+	if err := s.loadAttribs(); err != nil {
 		return err
 	}
 	var expired []candidate
@@ -511,8 +555,9 @@ func (s *Store) deleteExpired(cands []candidate, now time.Time) ([]bool, error) 
 	return deleted, nil
 }
 
-// Close implements state.Store. Commits already queued are written first;
-// later calls fail with an error wrapping state.ErrUnavailable.
+// Close implements state.Store. Commits and attributions already queued are
+// written first; later calls that write fail with an error wrapping
+// state.ErrUnavailable.
 func (s *Store) Close() error {
 	s.qmu.Lock()
 	if s.closed.Swap(true) {

@@ -35,14 +35,37 @@ type rewrite struct {
 // written and fsync'd, the commits that arrive queue up and become the next
 // batch, so a busy server shares each fsync among all the commits that
 // waited for it, and an idle one pays no added latency.
+//
+// Attributions (Remember) wait in their own queue and ride in whatever
+// transaction the writer makes next; only when none is made within
+// attrDelay does the writer write them alone. A queue that becomes
+// non-empty arms the timer (attrWake); nobody waits for them.
 func (s *Store) run() {
 	defer close(s.exited)
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	var timerC <-chan time.Time // nil when the timer is not armed
+	arm := func() {
+		if timerC == nil {
+			timer.Reset(s.attrDelay)
+			timerC = timer.C
+		}
+	}
+	var spare []attrRec // the queue's previous array, to reuse
 	for {
+		due := false
 		select {
 		case <-s.wake:
 		case <-s.stop:
+		case <-s.attrWake:
+			arm()
+			continue
+		case <-timerC:
+			timerC = nil
+			due = true
 		}
 		var b *batch
+		var attrs []attrRec
 		s.qmu.Lock()
 		if len(s.queue.reqs) > 0 {
 			b, s.queue = s.queue, newBatch()
@@ -50,8 +73,24 @@ func (s *Store) run() {
 		closed := s.closed.Load()
 		s.qmu.Unlock()
 		rw := s.takeRewindowed()
-		if b != nil || len(rw) > 0 {
-			s.write(b, rw)
+		if b != nil || len(rw) > 0 || due || closed {
+			s.qmu.Lock()
+			attrs, s.attrQueue = s.attrQueue, spare[:0]
+			s.qmu.Unlock()
+			spare = nil
+		}
+		if len(attrs) > 0 && timerC != nil {
+			timer.Stop() // what it waited for is in this transaction
+			timerC = nil
+		}
+		if b != nil || len(rw) > 0 || len(attrs) > 0 {
+			if s.write(b, rw, attrs) {
+				clear(attrs) // let go of the strings
+				spare = attrs
+			} else if len(attrs) > 0 {
+				s.requeueAttribs(attrs)
+				arm() // retried then, if no commit comes first
+			}
 		}
 		if closed {
 			// Close set closed under qmu before stop: nothing can be
@@ -84,10 +123,11 @@ func (s *Store) takeRewindowed() []rewrite {
 	return rw
 }
 
-// write persists the rewrites and a batch (nil when there are only
-// rewrites) in one transaction, then counts the batch's units in memory in
-// the same order, then wakes the waiting commits.
-func (s *Store) write(b *batch, rw []rewrite) {
+// write persists the rewrites, a batch (nil when there is none) and
+// attributions in one transaction, then counts the batch's units in memory
+// in the same order, then wakes the waiting commits. It reports whether the
+// transaction was written.
+func (s *Store) write(b *batch, rw []rewrite, attrs []attrRec) bool {
 	var reqs []*commitReq
 	if b != nil {
 		reqs = b.reqs
@@ -110,7 +150,7 @@ func (s *Store) write(b *batch, rw []rewrite) {
 				return err
 			}
 		}
-		return nil
+		return s.putAttribs(tx, attrs)
 	})
 	if err != nil {
 		err = fmt.Errorf("%w: writing %s: %w", state.ErrUnavailable, s.path, err)
@@ -152,6 +192,7 @@ func (s *Store) write(b *batch, rw []rewrite) {
 	if b != nil {
 		close(b.done)
 	}
+	return err == nil
 }
 
 // persist adds one commit's units to their records inside the batch's
