@@ -30,8 +30,15 @@ func crashCounters(g int) []state.Counter {
 	}
 }
 
+func crashQueueID(g, n int) string { return fmt.Sprintf("%dQ%d", g, n) }
+
+func crashAccount(g int) string { return fmt.Sprintf("worker%d@example.com", g) }
+
 // crashChild commits units from several goroutines until it is killed, and
-// prints "ack G" for each unit only after Commit returned nil.
+// prints "ack G" for each unit only after Commit returned nil. After each
+// commit a worker remembers a queue id, as the engine does; nothing waits
+// for those. Another goroutine adds complaints one after the other and
+// prints "complaint N" after AddComplaint of report rN returned true.
 func crashChild(path string) {
 	s, err := embedded.Open(embedded.Options{Path: path, Now: at(t0)})
 	if err != nil {
@@ -45,10 +52,13 @@ func crashChild(path string) {
 			ctx := context.Background()
 			cs := crashCounters(g)
 			line := []byte("ack " + strconv.Itoa(g) + "\n")
-			for {
+			for n := 0; ; n++ {
 				out, err := s.Reserve(ctx, cs, t0)
 				if err == nil {
 					err = s.Commit(ctx, out.Reservation, t0)
+				}
+				if err == nil {
+					err = s.Remember(ctx, crashQueueID(g, n), crashAccount(g), t0)
 				}
 				if err != nil {
 					fmt.Fprintln(os.Stderr, err)
@@ -62,11 +72,27 @@ func crashChild(path string) {
 			}
 		})
 	}
+	wg.Go(func() {
+		for n := 0; ; n++ {
+			c := state.Complaint{Account: "complained", ReportID: fmt.Sprint("r", n), At: t0.Add(time.Duration(n) * time.Millisecond)}
+			if added, err := s.AddComplaint(context.Background(), c); err != nil || !added {
+				fmt.Fprintln(os.Stderr, "AddComplaint:", added, err)
+				os.Exit(1)
+			}
+			line := []byte("complaint " + strconv.Itoa(n) + "\n")
+			mu.Lock()
+			os.Stdout.Write(line)
+			mu.Unlock()
+		}
+	})
 	wg.Wait()
 }
 
-// TestCrash kills (SIGKILL) a process that is committing units, reopens its
-// file and checks that every acknowledged unit is counted.
+// TestCrash kills (SIGKILL) a process that is committing units, remembering
+// queue ids and adding complaints, reopens its file and checks that every
+// acknowledged unit and complaint is there, and that the attributions, which
+// are not acknowledged, are whole: for each worker the first ones, with no
+// hole, each of the right account.
 //
 // Each worker runs Reserve, Commit, print, in a loop. When the kill lands,
 // every unit a worker printed is acknowledged and must be on disk; the unit
@@ -93,7 +119,15 @@ func TestCrash(t *testing.T) {
 	}
 	acked := make([]int64, crashWorkers)
 	var total int64
+	complaints := 0 // acknowledged: r0 to r(complaints-1)
 	count := func(line string) {
+		if n, ok := strings.CutPrefix(line, "complaint "); ok {
+			if n != strconv.Itoa(complaints) {
+				t.Errorf("child printed %q after complaint %d", line, complaints-1)
+			}
+			complaints++
+			return
+		}
 		g, err := strconv.Atoi(strings.TrimPrefix(line, "ack "))
 		if !strings.HasPrefix(line, "ack ") || err != nil || g < 0 || g >= crashWorkers {
 			t.Errorf("child printed %q", line)
@@ -104,7 +138,7 @@ func TestCrash(t *testing.T) {
 	}
 	lines := bufio.NewScanner(stdout)
 	deadline := time.Now().Add(30 * time.Second)
-	for total < 500 && time.Now().Before(deadline) && lines.Scan() {
+	for (total < 500 || complaints < 20) && time.Now().Before(deadline) && lines.Scan() {
 		count(lines.Text())
 	}
 	if err := cmd.Process.Kill(); err != nil { // SIGKILL, to this pid only
@@ -139,4 +173,44 @@ func TestCrash(t *testing.T) {
 		t.Errorf("cap: %d units counted after the crash, %d acknowledged: want %d to %d", got, total, total, total+crashWorkers)
 	}
 	t.Logf("killed after %d acknowledged commits; %d counted after restart", total, got)
+
+	ctx := context.Background()
+	all, err := s.ComplainedSince(ctx, time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(all) < complaints || len(all) > complaints+1 {
+		t.Errorf("%d complaints after the crash, %d acknowledged: want %d or %d", len(all), complaints, complaints, complaints+1)
+	}
+	for i, c := range all {
+		if c.ReportID != fmt.Sprint("r", i) || c.Account != "complained" || !c.At.Equal(t0.Add(time.Duration(i)*time.Millisecond)) {
+			t.Fatalf("complaint %d after the crash: %+v", i, c)
+		}
+	}
+	t.Logf("%d complaints acknowledged; %d there after restart", complaints, len(all))
+
+	remembered := 0
+	for g := range crashWorkers {
+		n := 0
+		for ; ; n++ {
+			acct, _, ok, err := s.Attribute(ctx, crashQueueID(g, n))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !ok {
+				break
+			}
+			if acct != crashAccount(g) {
+				t.Errorf("%s attributed to %s, want %s", crashQueueID(g, n), acct, crashAccount(g))
+			}
+		}
+		if int64(n) > acked[g]+1 {
+			t.Errorf("worker %d: %d queue ids remembered for %d commits acknowledged", g, n, acked[g])
+		}
+		remembered += n
+	}
+	if onDisk, err := s.DiskRecords("attributions"); err != nil || onDisk != remembered {
+		t.Errorf("%d attributions on disk (%v), %d found without a hole", onDisk, err, remembered)
+	}
+	t.Logf("%d queue ids remembered after restart, for %d commits acknowledged", remembered, total)
 }

@@ -1,6 +1,8 @@
-// Package embedded is msgate's default state backend: counters and account
-// flags kept in one local file, so that no unit accepted is forgotten across
-// a restart or a crash (kill -9 included), with no service to run.
+// Package embedded is msgate's default state backend: counters, account
+// flags, complaints and attributions (which account sent which queue id)
+// kept in one local file, so that no unit accepted and no complaint
+// recorded is forgotten across a restart or a crash (kill -9 included),
+// with no service to run.
 //
 // # What it decides and what it leaves
 //
@@ -34,6 +36,14 @@
 //     opening the same file fails after Options.LockTimeout (bbolt's flock)
 //     with an error saying the file is locked by another process.
 //   - SetFlag and ClearFlag return after their own fsync'd transaction.
+//   - AddComplaint returns added true only after the complaint and its
+//     report id are in the file and fsync'd (its own transaction; adds are
+//     serialized, so a report added twice at once counts once). A report id
+//     already known writes nothing and returns false. On a write error it
+//     returns an error wrapping state.ErrUnavailable and the report stays
+//     unknown. ForgetComplaints deletes from the file first, then from
+//     memory with the report ids.
+//   - Remember is not durable when it returns: see Attributions below.
 //
 // # Group commit, and no I/O under the decisions' lock
 //
@@ -43,9 +53,10 @@
 // added delay, as there is no timer. The writer counts a batch's units in
 // the mirror (under the mutex, briefly) only after its fsync, in the order
 // the transaction wrote them, so memory and file agree bucket for bucket.
-// Reserve, Release, Usage and GetFlag never touch the disk; Expire and Scan
-// hold the mutex for at most Options.ExpireBatch keys at a time and delete
-// from the file without it.
+// Reserve, Release, Usage, GetFlag, ComplaintsSince, ComplainedSince,
+// Remember and Attribute never touch the disk; Expire and Scan hold the
+// mutex for at most Options.ExpireBatch keys at a time and delete from the
+// file without it.
 //
 // # Why bbolt
 //
@@ -106,4 +117,59 @@
 // holding its last instant, so no unit is forgotten early. The writer then
 // rewrites the key's record from memory, so that a restart sees what memory
 // saw.
+//
+// # Complaints
+//
+// Complaints are few, and all of them are in memory, in time order and per
+// account, under their own RWMutex: ComplaintsSince, called on the
+// per-message path for each Microsoft recipient, is a map lookup and a
+// binary search, and allocates nothing for an account without complaints
+// since then (TestComplaintsSinceAllocs). In the file, bucket "complaints"
+// keys each by its time (12 bytes that sort as time does) and report id,
+// with the complaint in JSON as value, so that ForgetComplaints deletes a
+// prefix of the bucket, ExpireBatch records per transaction.
+//
+// # Attributions
+//
+// Remember is called at the end of every message with a Microsoft
+// recipient, so it neither waits for the disk nor costs an fsync: it
+// records in memory, under a mutex of its own, and queues the attribution
+// for the writer. The writer writes the queue Options.AttributionDelay
+// (100ms) after it stopped being empty, in the transaction of the commits
+// at hand or alone when there are none, or at once when 4,096 wait, and
+// Close writes what is left. A crash thus loses the attributions of about
+// the last AttributionDelay, which is acceptable for what only stands in
+// for a stamp a report lost; it never loses part of a transaction nor
+// anything else (TestCrash checks that what is left of each session's
+// attributions is its first ones, without a hole, each to the right
+// account). Attribute reads memory only. ForgetAttributions works through
+// memory 1,024 entries per hold of that mutex (about 0.1 ms), then deletes
+// a prefix of the file's bucket "attributions" (keys: time in ns, then the
+// id; value: the account), ExpireBatch records per transaction; queued
+// attributions older than its cutoff are no longer written.
+//
+// Writing the queue with every commit would add a rewritten leaf page and
+// its parents to every transaction: one session's commits got 20-25%
+// slower. Written every 100ms, what they cost commits is within the noise
+// of this shared machine (BenchmarkCommit, embedded+remember against
+// embedded, two interleaved runs each on a quiet moment: 1 session
+// 1,910-2,020 against 2,050-2,120 commits/s, p50 0.88-0.90 ms against
+// 0.84-0.88 ms; 32 sessions 25,900-27,400 against 24,200-25,500
+// commits/s); a commit's op allocates 0.6-0.7 KB more, in 3-5 more
+// allocations: its share of writing an attribution. BenchmarkRemember: a call takes 0.22-0.35 µs
+// at p50 and 0.6-1.0 µs at p99 from 1 or 32 sessions, allocating nothing
+// itself, and the writer sustains 600,000-800,000 attributions a second.
+//
+// A month of a busy server's mail is millions of attributions, so memory
+// holds them compactly: entries of 16 bytes without pointers (time, an
+// interned account, the offset of the id) in segments of 1,024 in the order
+// remembered, the ids back to back, and a map from the 64-bit hash of an id
+// to its entry (the id itself is compared, so a collision never
+// misattributes; the rare colliding id has a map of its own).
+// TestMemoryPerAttribution measures, for 14-byte Postfix-like ids from
+// 2,000 accounts: 71 bytes of heap per attribution after 1 million
+// Remember calls and 68 after Open loads them (57 and 55 at 3 million);
+// 63 bytes per attribution in the file, whose pages are filled to 95% as
+// keys come in time order; Open loads 1 million in about 0.5-0.7 s and 3
+// million in 1.9 s.
 package embedded

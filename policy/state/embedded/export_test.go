@@ -22,3 +22,21 @@ func (s *Store) HighWater() (int64, error) {
 	})
 	return n, err
 }
+
+// DiskRecords counts the records of one of the file's buckets:
+// "complaints" or "attributions".
+func (s *Store) DiskRecords(bucket string) (int, error) {
+	n := 0
+	err := s.db.View(func(tx *bolt.Tx) error {
+		n = tx.Bucket([]byte(bucket)).Stats().KeyN
+		return nil
+	})
+	return n, err
+}
+
+// PendingAttributions is how many attributions wait for the writer.
+func (s *Store) PendingAttributions() int {
+	s.qmu.Lock()
+	defer s.qmu.Unlock()
+	return len(s.attrQueue)
+}

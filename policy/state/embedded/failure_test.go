@@ -61,4 +61,37 @@ func TestDiskFailure(t *testing.T) {
 	if out := reserve(); !out.Admitted {
 		t.Errorf("the failed unit still takes room under the limit: %+v", out)
 	}
+
+	// A complaint that could not be written is not recorded, not even as
+	// a known report.
+	c := state.Complaint{Account: "alice", ReportID: "r1", At: now}
+	for range 2 {
+		if added, err := s.AddComplaint(ctx, c); added || !errors.Is(err, state.ErrUnavailable) {
+			t.Errorf("AddComplaint with the file closed: %v, %v; want ErrUnavailable", added, err)
+		}
+	}
+	if got, err := s.ComplaintsSince(ctx, "alice", time.Time{}); got != nil || err != nil {
+		t.Errorf("ComplaintsSince = %+v, %v; want nothing", got, err)
+	}
+	// An attribution is remembered in memory and stays queued for the
+	// file while transactions fail.
+	if err := s.Remember(ctx, "4Q1", "alice", now); err != nil {
+		t.Errorf("Remember with the file closed: %v", err)
+	}
+	out, err = s.Reserve(ctx, []state.Counter{{Key: "other", Window: time.Hour, Limit: 2}}, now)
+	if err != nil || !out.Admitted {
+		t.Fatalf("Reserve = %+v, %v", out, err)
+	}
+	if err := s.Commit(ctx, out.Reservation, now); !errors.Is(err, state.ErrUnavailable) {
+		t.Errorf("Commit with the file closed: %v, want ErrUnavailable", err)
+	}
+	if acct, _, ok, err := s.Attribute(ctx, "4Q1"); acct != "alice" || !ok || err != nil {
+		t.Errorf("Attribute = %q %v %v", acct, ok, err)
+	}
+	s.qmu.Lock()
+	queued := len(s.attrQueue)
+	s.qmu.Unlock()
+	if queued != 1 {
+		t.Errorf("%d attributions queued after a failed transaction, want 1", queued)
+	}
 }

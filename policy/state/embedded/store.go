@@ -35,10 +35,10 @@ type Options struct {
 	// lock that decisions need, and how many records Expire deletes per
 	// transaction. Zero means 1024.
 	ExpireBatch int
-	// AttributionDelay is how long an attribution (Remember) waits for a
-	// commit's transaction to ride in before the writer writes it in one of
-	// its own; a crash loses at most the attributions of this last delay.
-	// Zero means one second.
+	// AttributionDelay is how long attributions (Remember) wait in memory
+	// before the writer writes them, in the transaction of the commits at
+	// hand or in one of its own: a crash loses those of the last
+	// AttributionDelay or so. Zero means 100ms.
 	AttributionDelay time.Duration
 
 	// openFile replaces os.OpenFile (tests make the file fail under the
@@ -122,15 +122,16 @@ type Store struct {
 	qmu    sync.Mutex
 	queue  *batch
 	wake   chan struct{}
+	stop   chan struct{}
+	exited chan struct{}
+
 	// Attributions waiting for a transaction, under qmu. attrWake tells
 	// the writer the queue is no longer empty, so that it writes them
-	// within attrDelay if no commit comes.
+	// attrDelay later.
 	attrQueue []attrRec
 	attrWake  chan struct{}
 	attrDelay time.Duration
 	attrBuf   []byte // the writer's: keys and values of attributions
-	stop   chan struct{}
-	exited chan struct{}
 }
 
 var (
@@ -169,7 +170,7 @@ func Open(opts Options) (*Store, error) {
 		opts.ExpireBatch = 1024
 	}
 	if opts.AttributionDelay <= 0 {
-		opts.AttributionDelay = time.Second
+		opts.AttributionDelay = 100 * time.Millisecond
 	}
 	db, err := bolt.Open(opts.Path, 0o600, &bolt.Options{
 		Timeout: opts.LockTimeout,

@@ -36,10 +36,14 @@ type rewrite struct {
 // batch, so a busy server shares each fsync among all the commits that
 // waited for it, and an idle one pays no added latency.
 //
-// Attributions (Remember) wait in their own queue and ride in whatever
-// transaction the writer makes next; only when none is made within
-// attrDelay does the writer write them alone. A queue that becomes
-// non-empty arms the timer (attrWake); nobody waits for them.
+// Attributions (Remember) wait in their own queue, and nobody waits for
+// them. A queue that becomes non-empty arms a timer (attrWake); when it
+// fires, attrDelay later, the writer writes the queue, in the transaction
+// of the commits at hand if any, else in one of its own; so does it when
+// attrFlushAt of them wait. Writing them with every commit instead would
+// add their pages (a leaf and its parents, rewritten whole) to every
+// transaction: a single session's commits would be 20-25% slower
+// (BenchmarkCommit).
 func (s *Store) run() {
 	defer close(s.exited)
 	timer := time.NewTimer(time.Hour)
@@ -71,9 +75,10 @@ func (s *Store) run() {
 			b, s.queue = s.queue, newBatch()
 		}
 		closed := s.closed.Load()
+		many := len(s.attrQueue) >= attrFlushAt
 		s.qmu.Unlock()
 		rw := s.takeRewindowed()
-		if b != nil || len(rw) > 0 || due || closed {
+		if due || many || closed {
 			s.qmu.Lock()
 			attrs, s.attrQueue = s.attrQueue, spare[:0]
 			s.qmu.Unlock()
@@ -85,11 +90,12 @@ func (s *Store) run() {
 		}
 		if b != nil || len(rw) > 0 || len(attrs) > 0 {
 			if s.write(b, rw, attrs) {
-				clear(attrs) // let go of the strings
-				spare = attrs
+				if cap(attrs) <= 4096 { // a burst's array is let go
+					clear(attrs) // and so are the strings
+					spare = attrs
+				}
 			} else if len(attrs) > 0 {
-				s.requeueAttribs(attrs)
-				arm() // retried then, if no commit comes first
+				arm() // requeued by write: retried attrDelay later
 			}
 		}
 		if closed {
@@ -126,7 +132,7 @@ func (s *Store) takeRewindowed() []rewrite {
 // write persists the rewrites, a batch (nil when there is none) and
 // attributions in one transaction, then counts the batch's units in memory
 // in the same order, then wakes the waiting commits. It reports whether the
-// transaction was written.
+// transaction was written; when not, the attributions are queued again.
 func (s *Store) write(b *batch, rw []rewrite, attrs []attrRec) bool {
 	var reqs []*commitReq
 	if b != nil {
@@ -156,6 +162,9 @@ func (s *Store) write(b *batch, rw []rewrite, attrs []attrRec) bool {
 		err = fmt.Errorf("%w: writing %s: %w", state.ErrUnavailable, s.path, err)
 		for _, r := range reqs {
 			r.err = err
+		}
+		if len(attrs) > 0 {
+			s.requeueAttribs(attrs)
 		}
 	}
 	s.mu.Lock()

@@ -2,6 +2,12 @@
 // guarded by one mutex and are lost when the process exits. It is the
 // reference implementation of state.Store and the backend for tests and for
 // admins who accept losing counts on restart.
+//
+// A counter re-declared with another window (a config reload) keeps its
+// units, re-bucketed for the new window as the embedded backend does: each
+// bucket moves to the new bucket holding its last instant, so a unit is
+// never forgotten earlier than the new window says, and may be counted up
+// to one old bucket longer.
 package memory
 
 import (
@@ -38,6 +44,32 @@ func (c *counter) trim(now time.Time) {
 	if n > 0 {
 		c.buckets = append(c.buckets[:0], c.buckets[n:]...)
 	}
+}
+
+// rewindow re-buckets the units for a new window. Bucket indexes depend on
+// the bucket width: kept as they were, indexes of the old width would be
+// read as the new width's, so that widening the window made units never
+// expire and narrowing it dropped them at once. Each old bucket moves to
+// the new bucket holding its last instant, so a unit is never forgotten
+// earlier than it would have been under the new window from the start; it
+// may be counted up to one old bucket longer. The embedded backend does the
+// same.
+func (c *counter) rewindow(w time.Duration) {
+	if c.window == w {
+		return
+	}
+	ow, nw := int64(state.BucketWidth(c.window)), int64(state.BucketWidth(w))
+	c.window = w
+	out := c.buckets[:0] // new indexes never decrease, so in place is safe
+	for _, b := range c.buckets {
+		j := ((b.idx+1)*ow - 1) / nw
+		if l := len(out); l > 0 && out[l-1].idx >= j {
+			out[l-1].count += b.count
+		} else {
+			out = append(out, bucket{idx: j, count: b.count})
+		}
+	}
+	c.buckets = out
 }
 
 func (c *counter) add(now time.Time, n int64) {
@@ -110,7 +142,7 @@ func (s *Store) get(key string, window time.Duration, now time.Time) *counter {
 	if c.window != window {
 		// The rule's window changed (config reload): keep the units, judge
 		// them by the new window.
-		c.window = window
+		c.rewindow(window)
 	}
 	c.trim(now)
 	return c

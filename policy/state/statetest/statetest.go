@@ -30,6 +30,7 @@ func Run(t *testing.T, open Open) {
 		{"ReleaseGivesBack", testReleaseGivesBack},
 		{"CommitCounts", testCommitCounts},
 		{"WindowRolls", testWindowRolls},
+		{"WindowChange", testWindowChange},
 		{"UnknownReservation", testUnknownReservation},
 		{"SoftCounters", testSoftCounters},
 		{"ConcurrentReserve", testConcurrentReserve},
@@ -151,6 +152,51 @@ func testWindowRolls(t *testing.T, s state.Store) {
 	checkUsage(t, s, "a", time.Hour, at, state.Usage{})
 	if out := mustReserve(t, s, cs, at); !out.Admitted {
 		t.Fatalf("unit still counted after its window: %+v", out)
+	}
+}
+
+// testWindowChange re-declares a counter with another window, as a config
+// reload does, and checks that the units already counted are judged by the
+// new window without being forgotten early. For a unit committed at tc:
+//
+//   - widened from 1h to 2h, it still counts at tc+1h59m and is gone by
+//     tc+2h+BucketWidth(2h);
+//   - narrowed from 2h to 1h, it still counts at tc+1h and is gone by
+//     tc+1h+BucketWidth(2h)+BucketWidth(1h).
+//
+// A unit may so be counted up to one old bucket longer than its new window
+// says, never shorter. Each case runs with tc at the start of a bucket and
+// near its end.
+func testWindowChange(t *testing.T, s state.Store) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name             string
+		from, to         time.Duration
+		countsAt, goneBy time.Duration // after the commit
+	}{
+		{"widen", time.Hour, 2 * time.Hour, time.Hour + 59*time.Minute, 2*time.Hour + state.BucketWidth(2*time.Hour)},
+		{"narrow", 2 * time.Hour, time.Hour, time.Hour, time.Hour + state.BucketWidth(2*time.Hour) + state.BucketWidth(time.Hour)},
+	} {
+		for _, off := range []time.Duration{0, 59 * time.Second} {
+			key := fmt.Sprintf("%s+%v", tc.name, off)
+			at := t0.Add(off)
+			out := mustReserve(t, s, []state.Counter{{Key: key, Window: tc.from, Limit: 1}}, at)
+			if err := s.Commit(ctx, out.Reservation, at); err != nil {
+				t.Fatal(err)
+			}
+			// The reload: the counter is declared with the new window.
+			cs := []state.Counter{{Key: key, Window: tc.to, Limit: 1}}
+			for _, d := range []time.Duration{time.Minute, tc.countsAt} {
+				if out := mustReserve(t, s, cs, at.Add(d)); out.Admitted || out.Used != 1 {
+					t.Errorf("%s: window %v changed to %v: %+v %v after the commit, want the unit still counted", key, tc.from, tc.to, out, d)
+				}
+				checkUsage(t, s, key, tc.to, at.Add(d), state.Usage{Committed: 1})
+			}
+			checkUsage(t, s, key, tc.to, at.Add(tc.goneBy), state.Usage{})
+			if out := mustReserve(t, s, cs, at.Add(tc.goneBy)); !out.Admitted {
+				t.Errorf("%s: window %v changed to %v: %+v %v after the commit, want the unit gone", key, tc.from, tc.to, out, tc.goneBy)
+			}
+		}
 	}
 }
 
