@@ -57,7 +57,6 @@ func (a *adminDaemon) fbl(t *testing.T, raw []byte) (feedback.Result, int) {
 }
 
 func withFeedback(c *config.Config) {
-	c.State.Backend = "memory"
 	c.Feedback.Secret = testSecret
 }
 
