@@ -208,6 +208,9 @@ func (l *listener) Accept() (net.Conn, error) {
 	return tc, nil
 }
 
+// messageTimeout is the least idle deadline inside a transaction.
+const messageTimeout = time.Hour
+
 // conn is a milter connection with deadlines and a close hook. Reads are
 // buffered: go-milter reads each packet's length and body separately, and
 // the buffer turns that into one system call per packet.
@@ -230,17 +233,28 @@ func (r rawReader) Read(p []byte) (int, error) { return r.c.read(p) }
 // closes it without an error.
 func (c *conn) read(p []byte) (int, error) {
 	for {
+		inMessage := c.sess.inMessage()
 		// The deadline is set before draining is checked: a wake that
 		// comes after the check still interrupts the Read below.
 		var deadline time.Time
 		if c.idle > 0 {
-			deadline = time.Now().Add(c.idle)
+			idle := c.idle
+			if inMessage {
+				// Between the last RCPT and end of message msgate asks
+				// for nothing, so the MTA is silent for as long as its
+				// client takes to upload the message.
+				idle = max(idle, messageTimeout)
+			}
+			deadline = time.Now().Add(idle)
 		}
 		c.Conn.SetReadDeadline(deadline)
-		if c.sess.srv.draining.Load() && !c.sess.inMessage() {
+		if c.sess.srv.draining.Load() && !inMessage {
 			return 0, io.EOF
 		}
 		n, err := c.Conn.Read(p)
+		if n > 0 {
+			quickAck(c.Conn)
+		}
 		if n > 0 || err == nil {
 			return n, err
 		}

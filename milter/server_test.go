@@ -377,3 +377,31 @@ func TestShutdownDeadlineReleasesUnits(t *testing.T) {
 		t.Errorf("units of a session closed at the deadline still held: %+v", u)
 	}
 }
+
+// The idle timeout drops sessions that are idle between messages, never
+// one inside a message: the MTA is silent while its client uploads DATA.
+func TestIdleTimeoutOnlyBetweenMessages(t *testing.T) {
+	store := memory.New()
+	srv := milter.NewServer(milter.Options{
+		Policy:      policy.NewEngine(hourly(10), fakeDetector{}, store),
+		IdleTimeout: 100 * time.Millisecond,
+	})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(ln)
+	defer srv.Shutdown(context.Background())
+
+	raw := dialRaw(t, ln.Addr().String())
+	raw.mailRcpt(t, "alice", "a@outlook.com")
+	time.Sleep(300 * time.Millisecond) // longer than the idle timeout
+	if act := raw.endOfMessage(t); act != 'c' {
+		t.Fatalf("end of message after a pause inside the message: %q", act)
+	}
+	// Between messages the idle timeout applies.
+	raw.conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := raw.conn.Read(make([]byte, 1)); err == nil {
+		t.Fatal("an idle session between messages was not closed")
+	}
+}

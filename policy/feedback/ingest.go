@@ -130,7 +130,7 @@ func (in *Ingester) attribute(ctx context.Context, rep *report.Report, now time.
 		}
 	}
 	if len(rep.QueueIDs) == 0 {
-		return "", "", time.Time{}, stale + "no stamp and no Postfix queue id in the copy", nil
+		return "", "", time.Time{}, stale + "no stamp and no MTA queue id (Postfix or Sendmail Received header) in the copy", nil
 	}
 	return "", "", time.Time{}, stale + "no stamp, and no remembered queue id among " + fmt.Sprint(rep.QueueIDs), nil
 }

@@ -241,8 +241,9 @@ func parseDate(v string) time.Time {
 
 // postfixReceived matches what Postfix writes after its host name:
 // "by host (Postfix) with ESMTPSA id 4Xyz123abc for <...>" or
-// "by host (Postfix, from userid 1000) id 3B5A1C2D3E".
-var postfixReceived = regexp.MustCompile(`\(Postfix(?:,[^)]*)?\)[^;]*?\bid\s+([0-9A-Za-z]+)`)
+// "by host (Postfix, from userid 1000) id 3B5A1C2D3E", and what Sendmail
+// writes: "by host (8.17.1.9/8.17.1.9) with ESMTP id 5ARAbcde012345".
+var postfixReceived = regexp.MustCompile(`\((?:Postfix(?:,[^)]*)?|\d+\.\d+\.\d+(?:\.\d+)?/[^)]*)\)[^;]*?\bid\s+([0-9A-Za-z]+)`)
 
 // postfixQueueIDs returns the queue ids Postfix wrote into Received fields,
 // in order, without duplicates.

@@ -2,8 +2,8 @@ package postfixtest
 
 import (
 	"bufio"
-	"encoding/base64"
 	"crypto/rand"
+	"encoding/base64"
 	"encoding/hex"
 	"fmt"
 	"net"

@@ -1,0 +1,442 @@
+#!/usr/bin/env bash
+# msgate's benchmark: msgate serve against the references it is compared
+# with, measured in one run on one machine, so that every figure comes with
+# its ratio to references measured minutes earlier.
+#
+#   bash cmd/msgate-load/bench.sh             # 20,000 messages per run, 3 repetitions
+#   BENCH_QUICK=1 bash cmd/msgate-load/bench.sh   # CI: 2,000 messages, 1 repetition
+#
+# It builds msgate and msgate-load, then starts in turn, each on loopback:
+#   null-full      go-milter v0.5 accepting everything, every stage negotiated
+#   null-envelope  the same negotiating away HELO, headers, end of headers,
+#                  body, unknown and DATA, as msgate does: the library's floor
+#                  for an envelope policy
+#   rspamd         rspamd 3.4 (Debian), milter proxy (rspamd_proxy, milter =
+#                  yes, self_scan = yes) with only the ratelimit module
+#                  loaded, two buckets per SASL login (hourly, daily, far
+#                  above the load) in a Redis of its own
+#   msgate         msgate serve: embedded durable state, hourly and daily
+#                  limits and the Microsoft cap on (far above the load),
+#                  stamping on ([feedback] secret)
+# and drives each with msgate-load: 32 sessions x 1 recipient, 32 sessions x
+# 3 recipients, and 1 session x 1 recipient (for latency), every session
+# reusing its connection, repeated, medians taken. It prints the table and
+# the ratios and writes everything (runs, summary, logs) to BENCH_OUT.
+#
+# The workload: 1,000 accounts, every session authenticated (rspamd's
+# buckets key on the login, msgate's account is the login), 75% of the
+# recipients at Microsoft consumer domains or a Microsoft 365 tenant, the
+# rest at other domains; 5 headers and a 1 KiB body. Recipient domains that
+# are not on msgate's built-in list are resolved through `msgate-load dns`
+# on loopback (MX answers with a one-hour TTL), which both msgate and rspamd
+# use as their resolver: no query leaves the machine, and msgate takes the
+# path a real deployment takes (MX lookup once, cache hits after).
+#
+# Both milters log at their shipped level (info) to files. Redis keeps no
+# snapshots (--save ""), which favours rspamd; msgate's embedded store syncs
+# every end of message to disk, so the state goes in /var/tmp, not tmpfs.
+#
+# Environment:
+#   BENCH_QUICK=1        2,000 messages, 1 repetition
+#   BENCH_MESSAGES=N     messages per run (default 20000)
+#   BENCH_REPS=N         repetitions (default 3)
+#   BENCH_MS_FRACTION=F  share of Microsoft recipients (default 0.75)
+#   BENCH_ACCOUNTS=N     sending accounts (default 1000)
+#   BENCH_RSPAMD=0       leave rspamd out
+#   BENCH_PROFILE=1      also profile msgate's daemon (go test -cpuprofile
+#                        around cmd/msgate's BenchmarkServe) and print the top
+#   BENCH_OUT=DIR        results (default /var/tmp/msgate-bench-DATE)
+#   BENCH_WAIT_QUIET=S   first wait up to S seconds for a load average below 0.5
+#
+# Needs Go; installs rspamd and redis-server from Debian when they are
+# missing (as root); without them it says so and goes on without rspamd.
+# Every process it starts is stopped by its pid when it ends, also on
+# failure or interrupt. Exit status: 0 when every run completed, 1 otherwise.
+set -euo pipefail
+
+cd "$(dirname "$0")/../.."
+
+quick=${BENCH_QUICK:-0}
+messages=${BENCH_MESSAGES:-20000}
+reps=${BENCH_REPS:-3}
+if [ "$quick" = 1 ]; then
+	messages=${BENCH_MESSAGES:-2000}
+	reps=${BENCH_REPS:-1}
+fi
+warmup=$((messages / 10))
+ms_fraction=${BENCH_MS_FRACTION:-0.75}
+accounts=${BENCH_ACCOUNTS:-1000}
+ms_domains=outlook.com,hotmail.com,live.com,msn.com,hotmail.co.uk,outlook.fr,contoso.example
+m365_domains=contoso.example
+other_domains=example.com,example.net,example.org,mail.example,corp.example
+out=${BENCH_OUT:-/var/tmp/msgate-bench-$(date -u +%Y%m%dT%H%M%SZ)}
+
+work=$(mktemp -d /var/tmp/msgate-bench-work.XXXXXX)
+mkdir -p "$out/runs" "$out/logs" "$work/bin"
+failures=0
+seq=0 # runs are numbered so that the table lists servers in the order they ran
+pids=()
+policy_saved=""
+policy_created=0
+
+log() { printf '==> %s\n' "$*" >&2; }
+
+# stop ends one process started here: TERM, then KILL after 15s.
+stop() {
+	local pid=$1
+	kill -0 "$pid" 2>/dev/null || return 0
+	kill -TERM "$pid" 2>/dev/null || true
+	for _ in $(seq 150); do
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.1
+	done
+	if kill -0 "$pid" 2>/dev/null; then
+		log "pid $pid ignored SIGTERM; killing it"
+		kill -KILL "$pid" 2>/dev/null || true
+	fi
+	wait "$pid" 2>/dev/null || true
+}
+
+cleanup() {
+	local status=$?
+	set +e
+	for ((i = ${#pids[@]} - 1; i >= 0; i--)); do
+		stop "${pids[$i]}"
+	done
+	restore_policy
+	local f name
+	while IFS= read -r f; do
+		name=${f#"$work"/}
+		gzip -c "$f" >"$out/logs/${name//\//-}.gz"
+	done < <(find "$work" -name '*.log' -type f)
+	rm -rf "$work"
+	exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+restore_policy() {
+	if [ -n "$policy_saved" ]; then
+		cp -p "$policy_saved" /usr/sbin/policy-rc.d && rm -f "$policy_saved"
+		policy_saved=""
+	elif [ "$policy_created" = 1 ]; then
+		rm -f /usr/sbin/policy-rc.d
+	fi
+	policy_created=0
+}
+
+# free_port prints a TCP port on 127.0.0.1 that nothing listens on.
+free_port() {
+	local p
+	for _ in $(seq 200); do
+		p=$((20000 + RANDOM % 30000))
+		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+			echo "$p"
+			return 0
+		fi
+	done
+	return 1
+}
+
+# wait_port waits until 127.0.0.1:PORT accepts connections while PID lives.
+wait_port() {
+	local port=$1 pid=$2 seconds=${3:-30}
+	for _ in $(seq $((seconds * 10))); do
+		if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+			return 0
+		fi
+		kill -0 "$pid" 2>/dev/null || return 1
+		sleep 0.1
+	done
+	return 1
+}
+
+# ensure_packages installs the Debian packages given when missing, keeping
+# apt from starting their services.
+ensure_packages() {
+	local missing=() p
+	for p in "$@"; do
+		if [ "$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null)" != "install ok installed" ]; then
+			missing+=("$p")
+		fi
+	done
+	[ ${#missing[@]} -eq 0 ] && return 0
+	if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null; then
+		log "cannot install ${missing[*]}: not root on a Debian machine"
+		return 1
+	fi
+	log "installing ${missing[*]}"
+	if [ -e /usr/sbin/policy-rc.d ]; then
+		policy_saved=$(mktemp)
+		cp -p /usr/sbin/policy-rc.d "$policy_saved"
+	else
+		policy_created=1
+	fi
+	printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+	chmod 755 /usr/sbin/policy-rc.d
+	local ok=0
+	if DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" </dev/null >"$out/logs/apt.log" 2>&1 ||
+		{ apt-get update -q >>"$out/logs/apt.log" 2>&1 &&
+			DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" </dev/null >>"$out/logs/apt.log" 2>&1; }; then
+		ok=1
+	fi
+	restore_policy
+	[ "$ok" = 1 ] || { log "apt-get failed; see $out/logs/apt.log"; return 1; }
+}
+
+load=$work/bin/msgate-load
+
+# run_scenarios SERVER "NAME" PORT: every scenario, every repetition.
+run_scenarios() {
+	local server=$1 name=$2 port=$3 rep scenario sessions rcpts sname file status
+	for rep in $(seq "$reps"); do
+		for scenario in 32x1 32x3 1x1; do
+			sessions=${scenario%x*}
+			rcpts=${scenario#*x}
+			case $scenario in
+			1x1) sname="1 session: p50 / p99" ;;
+			*) sname="$sessions sessions, $rcpts rcpt" ;;
+			esac
+			seq=$((seq + 1))
+			file=$out/runs/$(printf '%03d-%s-%s-%d.json' "$seq" "$server" "$scenario" "$rep")
+			status=0
+			"$load" -milter "inet:127.0.0.1:$port" -sessions "$sessions" -rcpts "$rcpts" \
+				-messages "$messages" -warmup "$warmup" -ms-fraction "$ms_fraction" \
+				-ms-domains "$ms_domains" -other-domains "$other_domains" \
+				-accounts "$accounts" -auth-fraction 1 -duration 10m -json \
+				-tag "server=$server" -tag "server_name=$name" \
+				-tag "scenario=$scenario" -tag "scenario_name=$sname" >"$file" 2>"$file.err" || status=$?
+			if [ "$status" -ne 0 ]; then
+				log "$server $scenario run $rep failed (exit $status): $(tail -n 3 "$file.err")"
+				failures=$((failures + 1))
+				[ -s "$file" ] || rm -f "$file"
+				continue
+			fi
+			rm -f "$file.err"
+			log "$server $scenario run $rep: $(grep -m1 '"messages_per_second"' "$file" | tr -d ' ,')"
+		done
+	done
+}
+
+# On a shared machine, wait for the others to finish first.
+if [ -n "${BENCH_WAIT_QUIET:-}" ]; then
+	log "waiting up to ${BENCH_WAIT_QUIET}s for the load average to fall below 0.5"
+	for _ in $(seq $(((BENCH_WAIT_QUIET + 9) / 10))); do
+		awk '{exit !($1 < 0.5)}' /proc/loadavg && break
+		sleep 10
+	done
+fi
+
+log "environment"
+{
+	echo "date: $(date -u +%FT%TZ)"
+	echo "cpus: $(nproc); $(uname -sr)"
+	go version
+	echo "msgate: $(git rev-parse --short HEAD 2>/dev/null || echo "?")$(git diff --quiet HEAD 2>/dev/null || echo " with uncommitted changes")"
+	echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
+	echo "busiest processes before:"
+	ps -eo pcpu,pid,comm --sort=-pcpu | head -n 6
+} | tee "$out/environment.txt" >&2
+if awk '{exit !($1 > 0.5)}' /proc/loadavg; then
+	log "warning: the machine is busy (load average $(cut -d' ' -f1 /proc/loadavg)); figures will be low and noisy"
+fi
+
+log "building msgate and msgate-load"
+go build -o "$work/bin/msgate" ./cmd/msgate
+go build -o "$load" ./cmd/msgate-load
+
+log "DNS on loopback for MX lookups"
+dns_port=""
+for _ in 1 2 3 4 5; do
+	p=$((20000 + RANDOM % 30000))
+	"$load" dns -listen "127.0.0.1:$p" -m365 "$m365_domains" >"$work/dns.log" 2>&1 &
+	pid=$!
+	sleep 0.3
+	if kill -0 "$pid" 2>/dev/null; then
+		pids+=("$pid")
+		dns_port=$p
+		break
+	fi
+	wait "$pid" 2>/dev/null || true
+done
+[ -n "$dns_port" ] || { log "cannot start the DNS server: $(cat "$work/dns.log")"; exit 1; }
+
+# The null milter in both forms.
+for mode in full envelope; do
+	case $mode in
+	full) name="go-milter null, every stage" ;;
+	envelope) name="go-milter null, envelope only" ;;
+	esac
+	port=$(free_port)
+	"$load" null -listen "inet:127.0.0.1:$port" -mode "$mode" >"$work/null-$mode.log" 2>&1 &
+	pid=$!
+	pids+=("$pid")
+	wait_port "$port" "$pid" || { log "null milter ($mode) did not start: $(cat "$work/null-$mode.log")"; exit 1; }
+	log "null milter ($mode) on 127.0.0.1:$port"
+	run_scenarios "null-$mode" "$name" "$port"
+	stop "$pid"
+done
+
+# rspamd with only its ratelimit module, and its Redis.
+rspamd_ok=0
+if [ "${BENCH_RSPAMD:-1}" = 0 ]; then
+	log "rspamd left out (BENCH_RSPAMD=0)"
+elif ! ensure_packages rspamd redis-server; then
+	log "rspamd or redis-server cannot be installed: going on without rspamd"
+else
+	rspamd_ok=1
+fi
+if [ "$rspamd_ok" = 1 ]; then
+	rdir=$work/rspamd
+	mkdir -p "$rdir/redis" "$rdir/tmp"
+	redis_port=$(free_port)
+	redis-server --port "$redis_port" --bind 127.0.0.1 --dir "$rdir/redis" --save "" --appendonly no \
+		--daemonize no --logfile "$rdir/redis.log" >/dev/null 2>&1 &
+	redis_pid=$!
+	pids+=("$redis_pid")
+	rspamd_port=$(free_port)
+	workers=$(nproc)
+	cat >"$rdir/rspamd.conf" <<EOF
+# Only the ratelimit module: no C modules (filters), no rules (no lua =),
+# one Lua plugin; no controller or normal worker: the milter proxy scans
+# by itself.
+options {
+  pidfile = "$rdir/rspamd.pid";
+  filters = "";
+  dns { nameserver = ["127.0.0.1:$dns_port"]; timeout = 1s; retransmits = 1; }
+  control_socket = "$rdir/rspamd.sock mode=0600";
+  cache_file = "$rdir/symbols.cache";
+  tempdir = "$rdir/tmp";
+}
+logging {
+  type = "file";
+  filename = "$rdir/rspamd.log";
+  level = "info";
+}
+redis { servers = "127.0.0.1:$redis_port"; }
+ratelimit {
+  rates {
+    account_hourly = { selector = "id('h');user.lower"; bucket = { burst = 1000000000; rate = "1g / 1h"; } }
+    account_daily = { selector = "id('d');user.lower"; bucket = { burst = 1000000000; rate = "1g / 1d"; } }
+  }
+}
+modules { path = "/usr/share/rspamd/plugins/ratelimit.lua"; }
+worker "rspamd_proxy" {
+  bind_socket = "127.0.0.1:$rspamd_port";
+  milter = yes;
+  self_scan = yes;
+  timeout = 120s;
+  count = $workers;
+  upstream "local" { default = yes; self_scan = yes; }
+}
+EOF
+	user_args=()
+	if id _rspamd >/dev/null 2>&1 && [ "$(id -u)" -eq 0 ]; then
+		chown -R _rspamd:_rspamd "$rdir"
+		user_args=(-u _rspamd -g _rspamd)
+	else
+		user_args=(-i)
+	fi
+	rspamd -f -c "$rdir/rspamd.conf" "${user_args[@]}" >"$rdir/rspamd-stderr.log" 2>&1 &
+	rspamd_pid=$!
+	pids+=("$rspamd_pid")
+	if ! wait_port "$redis_port" "$redis_pid" 10; then
+		log "redis did not start: $(tail -n 5 "$rdir/redis.log" 2>/dev/null)"
+		failures=$((failures + 1))
+	elif ! wait_port "$rspamd_port" "$rspamd_pid" 120; then
+		log "rspamd did not start: $(tail -n 5 "$rdir/rspamd.log" "$rdir/rspamd-stderr.log" 2>/dev/null)"
+		failures=$((failures + 1))
+	elif ! grep -q "enabled ratelimit: account_hourly" "$rdir/rspamd.log"; then
+		log "rspamd started without its ratelimit rules: $(grep -i 'ratelimit\|error' "$rdir/rspamd.log" | tail -n 5)"
+		failures=$((failures + 1))
+	else
+		log "rspamd $(rspamd --version | awk '{print $NF}') on 127.0.0.1:$rspamd_port ($workers proxy workers), Redis on 127.0.0.1:$redis_port"
+		run_scenarios rspamd "rspamd 3.4, ratelimit only, Redis" "$rspamd_port"
+		buckets=$(redis-cli -p "$redis_port" dbsize 2>/dev/null || echo "?")
+		log "rspamd left $buckets ratelimit buckets in Redis"
+		echo "rspamd ratelimit buckets in Redis after the runs: $buckets" >>"$out/environment.txt"
+	fi
+	stop "$rspamd_pid"
+	stop "$redis_pid"
+fi
+
+# msgate serve.
+mdir=$work/msgate
+mkdir -p "$mdir"
+msgate_port=$(free_port)
+secret=$(head -c 32 /dev/urandom | base64)
+cat >"$mdir/msgate.toml" <<EOF
+[milter]
+listen = "inet:127.0.0.1:$msgate_port"
+
+[admin]
+listen = "unix:$mdir/admin.sock"
+
+[log]
+level = "info"
+format = "json"
+
+[state]
+backend = "embedded"
+path = "$mdir/state/state.db"
+
+[microsoft]
+resolver = "127.0.0.1:$dns_port"
+
+[[rate]]
+name = "hourly"
+window = "1h"
+limit = 1000000000
+
+[[rate]]
+name = "daily"
+window = "1d"
+limit = 1000000000
+
+[mitigation]
+enabled = true
+daily_cap = 1000000000
+
+[feedback]
+secret = "$secret"
+EOF
+if [ "$(stat -f -c %T "$mdir")" = tmpfs ]; then
+	log "warning: $mdir is on tmpfs: msgate's durable writes cost nothing there"
+fi
+"$work/bin/msgate" check -config "$mdir/msgate.toml" >&2
+"$work/bin/msgate" serve -config "$mdir/msgate.toml" >"$mdir/msgate.log" 2>&1 &
+msgate_pid=$!
+pids+=("$msgate_pid")
+if wait_port "$msgate_port" "$msgate_pid"; then
+	log "msgate serve on 127.0.0.1:$msgate_port (state in $mdir/state)"
+	run_scenarios msgate "msgate serve, embedded state, stamping" "$msgate_port"
+else
+	log "msgate did not start: $(tail -n 5 "$mdir/msgate.log")"
+	failures=$((failures + 1))
+fi
+stop "$msgate_pid"
+
+echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)" >>"$out/environment.txt"
+
+log "results"
+shopt -s nullglob
+runs=("$out"/runs/*.json)
+if [ ${#runs[@]} -gt 0 ]; then
+	"$load" table -o "$out/summary.json" -subject msgate -refs null-full,null-envelope,rspamd "${runs[@]}" | tee "$out/table.md"
+fi
+
+if [ "${BENCH_PROFILE:-0}" = 1 ]; then
+	log "profiling msgate's daemon: go test -bench BenchmarkServe/embedded -cpuprofile"
+	go test ./cmd/msgate -run '^$' -bench 'BenchmarkServe/embedded$' -benchtime "${messages}x" -count 1 \
+		-cpuprofile "$out/serve-cpu.pprof" -memprofile "$out/serve-mem.pprof" -o "$out/msgate.test" | tee "$out/serve-bench.txt"
+	go tool pprof -top -nodecount 40 "$out/msgate.test" "$out/serve-cpu.pprof" >"$out/serve-cpu-top.txt" 2>/dev/null
+	go tool pprof -top -cum -nodecount 60 "$out/msgate.test" "$out/serve-cpu.pprof" >"$out/serve-cpu-cum.txt" 2>/dev/null
+	go tool pprof -top -sample_index=alloc_space -nodecount 30 "$out/msgate.test" "$out/serve-mem.pprof" >"$out/serve-alloc-top.txt" 2>/dev/null
+	head -n 30 "$out/serve-cpu-top.txt"
+fi
+
+log "everything is in $out"
+if [ "$failures" -gt 0 ]; then
+	log "$failures step(s) failed"
+	exit 1
+fi

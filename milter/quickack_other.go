@@ -1,0 +1,7 @@
+//go:build !linux
+
+package milter
+
+import "net"
+
+func quickAck(net.Conn) {}
