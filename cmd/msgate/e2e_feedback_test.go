@@ -55,7 +55,7 @@ secret = %q
 		RelayDomains: []string{"outlook.com", "example.net"},
 		SASLUsers:    map[string]string{"alice": "alice-pw", "bob": "bob-pw"},
 	})
-	cfgPath := d.cmd.Args[len(d.cmd.Args)-1]
+	cfgPath := d.config
 
 	send := func(user, subject string, rcpts ...string) []string {
 		t.Helper()

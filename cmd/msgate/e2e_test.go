@@ -59,6 +59,8 @@ type daemonProc struct {
 	cmd    *exec.Cmd
 	log    *syncBuffer
 	milter string // Postfix notation
+	addr   string // host:port of the milter socket
+	config string
 	done   chan error
 }
 
@@ -87,35 +89,54 @@ func startServe(t *testing.T, config string) *daemonProc {
 	milterAddr := fmt.Sprintf("inet:127.0.0.1:%d", port)
 	path := filepath.Join(t.TempDir(), "msgate.toml")
 	dir := t.TempDir()
-	cfg := fmt.Sprintf("[milter]\nlisten = %q\n[admin]\nlisten = \"unix:%s/admin.sock\"\n[state]\npath = \"%s/state.db\"\n[log]\nlevel = \"debug\"\n%s",
-		milterAddr, dir, dir, config)
+	// The test's own part first: it may hold top-level keys (rate = []).
+	cfg := fmt.Sprintf("%s\n[milter]\nlisten = %q\n[admin]\nlisten = \"unix:%s/admin.sock\"\n[state]\npath = \"%s/state.db\"\n[log]\nlevel = \"debug\"\n",
+		config, milterAddr, dir, dir)
 	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	if out, err := exec.Command(msgateBinary(t), "check", "-config", path).CombinedOutput(); err != nil {
 		t.Fatalf("msgate check: %v\n%s", err, out)
 	}
-	d := &daemonProc{log: &syncBuffer{}, milter: milterAddr, done: make(chan error, 1)}
-	d.cmd = exec.Command(msgateBinary(t), "serve", "-config", path)
+	d := &daemonProc{log: &syncBuffer{}, milter: milterAddr, config: path, addr: fmt.Sprintf("127.0.0.1:%d", port)}
+	d.start(t)
+	t.Cleanup(func() {
+		d.stop()
+		if t.Failed() {
+			t.Logf("msgate log:\n%s", d.log.String())
+		}
+	})
+	return d
+}
+
+// start runs msgate serve on the daemon's config and waits until it
+// listens.
+func (d *daemonProc) start(t *testing.T) {
+	t.Helper()
+	d.done = make(chan error, 1)
+	d.cmd = exec.Command(msgateBinary(t), "serve", "-config", d.config)
 	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
 	if err := d.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	go func() { d.done <- d.cmd.Wait() }()
-	t.Cleanup(func() {
-		d.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-d.done:
-		case <-time.After(30 * time.Second):
-			d.cmd.Process.Kill()
-			<-d.done
-		}
-		if t.Failed() {
-			t.Logf("msgate log:\n%s", d.log.String())
-		}
-	})
-	waitPort(t, fmt.Sprintf("127.0.0.1:%d", port), d)
-	return d
+	waitPort(t, d.addr, d)
+}
+
+// stop ends msgate serve with SIGTERM (SIGKILL after 30s); it does nothing
+// when the daemon is not running.
+func (d *daemonProc) stop() {
+	if d.cmd == nil {
+		return
+	}
+	d.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-d.done:
+	case <-time.After(30 * time.Second):
+		d.cmd.Process.Kill()
+		<-d.done
+	}
+	d.cmd = nil
 }
 
 func waitPort(t *testing.T, addr string, d *daemonProc) {
