@@ -306,3 +306,12 @@ limit = 1
 	// Nothing is lost: once the window rolls, pickup's retry goes through.
 	delivered(p, t, "second", rcpts...)
 }
+
+// TestMain removes the binary the end-to-end tests built.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binPath != "" {
+		os.RemoveAll(filepath.Dir(binPath))
+	}
+	os.Exit(code)
+}
