@@ -341,9 +341,16 @@ func (e *Engine) EndOfMessage(ctx context.Context, tx *Transaction, now time.Tim
 	}
 	d := Decision{Reason: ReasonMessageAccepted}
 	var errs []error
-	for _, r := range tx.held {
-		if err := e.store.Commit(ctx, r, now); err != nil {
+	if bc, ok := e.store.(state.BatchCommitter); ok && len(tx.held) > 1 {
+		// One durable write for the whole message.
+		if err := bc.CommitAll(ctx, tx.held, now); err != nil {
 			errs = append(errs, err)
+		}
+	} else {
+		for _, r := range tx.held {
+			if err := e.store.Commit(ctx, r, now); err != nil {
+				errs = append(errs, err)
+			}
 		}
 	}
 	tx.held = tx.held[:0]

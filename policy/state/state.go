@@ -168,3 +168,10 @@ type Attributions interface {
 	// ForgetAttributions drops what was remembered before cutoff.
 	ForgetAttributions(ctx context.Context, before time.Time) error
 }
+
+// BatchCommitter is implemented by stores that can commit the units of
+// several reservations (one message's Microsoft recipients) in one step:
+// all of them or none.
+type BatchCommitter interface {
+	CommitAll(ctx context.Context, rs []Reservation, now time.Time) error
+}

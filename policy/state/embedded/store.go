@@ -361,13 +361,32 @@ func (s *Store) Reserve(_ context.Context, counters []state.Counter, now time.Ti
 // goes on and the unit may still end up counted: a unit is counted too
 // often rather than lost.
 func (s *Store) Commit(ctx context.Context, r state.Reservation, now time.Time) error {
-	s.mu.Lock()
-	units, ok := s.pending[r.ID]
-	if !ok {
-		s.mu.Unlock()
-		return fmt.Errorf("committing reservation %d: %w", r.ID, state.ErrUnknownReservation)
+	return s.CommitAll(ctx, []state.Reservation{r}, now)
+}
+
+// CommitAll implements state.BatchCommitter: the units of a message's
+// reservations ride one write and one wait instead of one each. Either all
+// reservations are known and committed together, or none is touched.
+func (s *Store) CommitAll(ctx context.Context, rs []state.Reservation, now time.Time) error {
+	if len(rs) == 0 {
+		return nil
 	}
-	delete(s.pending, r.ID)
+	s.mu.Lock()
+	var units []unit
+	for _, r := range rs {
+		if _, ok := s.pending[r.ID]; !ok {
+			s.mu.Unlock()
+			return fmt.Errorf("committing reservation %d: %w", r.ID, state.ErrUnknownReservation)
+		}
+	}
+	for _, r := range rs {
+		if len(rs) == 1 {
+			units = s.pending[r.ID]
+		} else {
+			units = append(units, s.pending[r.ID]...)
+		}
+		delete(s.pending, r.ID)
+	}
 	for i := range units {
 		units[i].window = units[i].c.window
 	}
@@ -378,7 +397,7 @@ func (s *Store) Commit(ctx context.Context, r state.Reservation, now time.Time) 
 	if s.closed.Load() {
 		s.qmu.Unlock()
 		s.giveBack(units)
-		return fmt.Errorf("committing reservation %d: %w", r.ID, errClosed)
+		return fmt.Errorf("committing reservation %d: %w", rs[0].ID, errClosed)
 	}
 	b := s.queue
 	b.reqs = append(b.reqs, req)
@@ -390,11 +409,11 @@ func (s *Store) Commit(ctx context.Context, r state.Reservation, now time.Time) 
 	select {
 	case <-b.done:
 		if req.err != nil {
-			return fmt.Errorf("committing reservation %d: %w", r.ID, req.err)
+			return fmt.Errorf("committing reservation %d: %w", rs[0].ID, req.err)
 		}
 		return nil
 	case <-ctx.Done():
-		return fmt.Errorf("committing reservation %d: %w: %w", r.ID, state.ErrUnavailable, ctx.Err())
+		return fmt.Errorf("committing reservation %d: %w: %w", rs[0].ID, state.ErrUnavailable, ctx.Err())
 	}
 }
 

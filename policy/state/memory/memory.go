@@ -117,6 +117,8 @@ var (
 	_ state.Flags   = (*Store)(nil)
 	_ state.Scanner = (*Store)(nil)
 
+	_ state.BatchCommitter = (*Store)(nil)
+
 	_ state.Complaints   = (*Store)(nil)
 	_ state.Attributions = (*Store)(nil)
 )
@@ -192,6 +194,28 @@ func (s *Store) Commit(_ context.Context, r state.Reservation, now time.Time) er
 		c.reserved--
 		c.trim(now)
 		c.add(now, 1)
+	}
+	return nil
+}
+
+// CommitAll implements state.BatchCommitter.
+func (s *Store) CommitAll(_ context.Context, rs []state.Reservation, now time.Time) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, r := range rs {
+		if _, ok := s.pending[r.ID]; !ok {
+			return fmt.Errorf("committing reservation %d: %w", r.ID, state.ErrUnknownReservation)
+		}
+	}
+	for _, r := range rs {
+		res := s.pending[r.ID]
+		delete(s.pending, r.ID)
+		for _, key := range res.keys {
+			c := s.counters[key]
+			c.reserved--
+			c.trim(now)
+			c.add(now, 1)
+		}
 	}
 	return nil
 }

@@ -36,6 +36,7 @@ func Run(t *testing.T, open Open) {
 		{"ConcurrentReserve", testConcurrentReserve},
 		{"KeysIndependent", testKeysIndependent},
 		{"Expire", testExpire},
+		{"CommitAll", testCommitAll},
 		{"Flags", testFlags},
 		{"Scan", testScan},
 		{"Complaints", testComplaints},
@@ -419,5 +420,32 @@ func testAttributions(t *testing.T, s state.Store) {
 	}
 	if _, _, ok, _ := as.Attribute(ctx, "4XyzQ2"); !ok {
 		t.Error("recent id forgotten")
+	}
+}
+
+func testCommitAll(t *testing.T, s state.Store) {
+	bc, ok := s.(state.BatchCommitter)
+	if !ok {
+		t.Skip("backend does not implement BatchCommitter")
+	}
+	ctx := context.Background()
+	cs := []state.Counter{hard("acct", 10), hard("cap", 10)}
+	var rs []state.Reservation
+	for range 3 {
+		rs = append(rs, mustReserve(t, s, cs, t0).Reservation)
+	}
+	// An unknown reservation among them: nothing is committed.
+	bad := append(append([]state.Reservation(nil), rs...), state.Reservation{ID: 1 << 62})
+	if err := bc.CommitAll(ctx, bad, t0); !errors.Is(err, state.ErrUnknownReservation) {
+		t.Fatalf("CommitAll with an unknown reservation: %v", err)
+	}
+	checkUsage(t, s, "acct", time.Hour, t0, state.Usage{Reserved: 3})
+	if err := bc.CommitAll(ctx, rs, t0); err != nil {
+		t.Fatal(err)
+	}
+	checkUsage(t, s, "acct", time.Hour, t0, state.Usage{Committed: 3})
+	checkUsage(t, s, "cap", time.Hour, t0, state.Usage{Committed: 3})
+	if err := s.Release(ctx, rs[0]); !errors.Is(err, state.ErrUnknownReservation) {
+		t.Errorf("Release after CommitAll: %v", err)
 	}
 }
