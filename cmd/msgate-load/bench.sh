@@ -1,40 +1,43 @@
 #!/usr/bin/env bash
 # msgate's benchmark: msgate serve against the references it is compared
 # with, measured in one run on one machine, so that every figure comes with
-# its ratio to references measured minutes earlier.
+# its ratio to references measured seconds earlier.
 #
-#   bash cmd/msgate-load/bench.sh             # 20,000 messages per run, 3 repetitions
+#   bash cmd/msgate-load/bench.sh                 # 20,000 messages per run, 3 repetitions
 #   BENCH_QUICK=1 bash cmd/msgate-load/bench.sh   # CI: 2,000 messages, 1 repetition
 #
-# It builds msgate and msgate-load, then starts in turn, each on loopback:
+# It builds msgate and msgate-load and starts, each on loopback:
 #   null-full      go-milter v0.5 accepting everything, every stage negotiated
 #   null-envelope  the same negotiating away HELO, headers, end of headers,
 #                  body, unknown and DATA, as msgate does: the library's floor
 #                  for an envelope policy
 #   rspamd         rspamd 3.4 (Debian), milter proxy (rspamd_proxy, milter =
-#                  yes, self_scan = yes) with only the ratelimit module
-#                  loaded, two buckets per SASL login (hourly, daily, far
-#                  above the load) in a Redis of its own
+#                  yes, self_scan = yes, one worker per CPU) with only the
+#                  ratelimit module loaded: two buckets per SASL login
+#                  (hourly, daily, far above the load) in a Redis of its own
 #   msgate         msgate serve: embedded durable state, hourly and daily
 #                  limits and the Microsoft cap on (far above the load),
 #                  stamping on ([feedback] secret)
-# and drives each with msgate-load: 32 sessions x 1 recipient, 32 sessions x
-# 3 recipients, and 1 session x 1 recipient (for latency), every session
-# reusing its connection, repeated, medians taken. It prints the table and
-# the ratios and writes everything (runs, summary, logs) to BENCH_OUT.
+# then drives them with msgate-load: 32 sessions x 1 recipient, 32 sessions
+# x 3 recipients, and 1 session x 1 recipient (for latency), every session
+# reusing its connection. Each repetition runs each scenario against the
+# four servers back to back, so that a burst of other work on the machine
+# hits them alike; the table gives medians over the repetitions and the
+# ratios of msgate's medians to the references'. Servers that wait their
+# turn are idle. Everything (runs, summary, logs) goes to BENCH_OUT.
 #
 # The workload: 1,000 accounts, every session authenticated (rspamd's
 # buckets key on the login, msgate's account is the login), 75% of the
 # recipients at Microsoft consumer domains or a Microsoft 365 tenant, the
 # rest at other domains; 5 headers and a 1 KiB body. Recipient domains that
 # are not on msgate's built-in list are resolved through `msgate-load dns`
-# on loopback (MX answers with a one-hour TTL), which both msgate and rspamd
-# use as their resolver: no query leaves the machine, and msgate takes the
-# path a real deployment takes (MX lookup once, cache hits after).
+# on loopback (MX answers with a one-hour TTL), which msgate and rspamd
+# both use as their resolver: no query leaves the machine, and msgate takes
+# the path of a real deployment (an MX lookup once, cache hits after).
 #
 # Both milters log at their shipped level (info) to files. Redis keeps no
 # snapshots (--save ""), which favours rspamd; msgate's embedded store syncs
-# every end of message to disk, so the state goes in /var/tmp, not tmpfs.
+# every end of message to disk, so its state goes to /var/tmp, not tmpfs.
 #
 # Environment:
 #   BENCH_QUICK=1        2,000 messages, 1 repetition
@@ -49,7 +52,7 @@
 #   BENCH_WAIT_QUIET=S   first wait up to S seconds for a load average below 0.5
 #
 # Needs Go; installs rspamd and redis-server from Debian when they are
-# missing (as root); without them it says so and goes on without rspamd.
+# missing (as root); if that fails it says so and goes on without rspamd.
 # Every process it starts is stopped by its pid when it ends, also on
 # failure or interrupt. Exit status: 0 when every run completed, 1 otherwise.
 set -euo pipefail
@@ -69,13 +72,19 @@ accounts=${BENCH_ACCOUNTS:-1000}
 ms_domains=outlook.com,hotmail.com,live.com,msn.com,hotmail.co.uk,outlook.fr,contoso.example
 m365_domains=contoso.example
 other_domains=example.com,example.net,example.org,mail.example,corp.example
+scenarios=(32x1 32x3 1x1)
 out=${BENCH_OUT:-/var/tmp/msgate-bench-$(date -u +%Y%m%dT%H%M%SZ)}
 
 work=$(mktemp -d /var/tmp/msgate-bench-work.XXXXXX)
 mkdir -p "$out/runs" "$out/logs" "$work/bin"
+load=$work/bin/msgate-load
 failures=0
-seq=0 # runs are numbered so that the table lists servers in the order they ran
+seq=0 # runs are numbered in the order they ran
 pids=()
+# The servers under load, in the order of the table.
+server_keys=()
+server_names=()
+server_ports=()
 policy_saved=""
 policy_created=0
 
@@ -98,13 +107,12 @@ stop() {
 }
 
 cleanup() {
-	local status=$?
+	local status=$? f name i
 	set +e
 	for ((i = ${#pids[@]} - 1; i >= 0; i--)); do
 		stop "${pids[$i]}"
 	done
 	restore_policy
-	local f name
 	while IFS= read -r f; do
 		name=${f#"$work"/}
 		gzip -c "$f" >"$out/logs/${name//\//-}.gz"
@@ -154,7 +162,7 @@ wait_port() {
 # ensure_packages installs the Debian packages given when missing, keeping
 # apt from starting their services.
 ensure_packages() {
-	local missing=() p
+	local missing=() p ok=0
 	for p in "$@"; do
 		if [ "$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null)" != "install ok installed" ]; then
 			missing+=("$p")
@@ -174,48 +182,50 @@ ensure_packages() {
 	fi
 	printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
 	chmod 755 /usr/sbin/policy-rc.d
-	local ok=0
-	if DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" </dev/null >"$out/logs/apt.log" 2>&1 ||
-		{ apt-get update -q >>"$out/logs/apt.log" 2>&1 &&
-			DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" </dev/null >>"$out/logs/apt.log" 2>&1; }; then
+	# Without a fresh package list on a new machine, the first try fails.
+	if DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" </dev/null >"$out/logs/apt.txt" 2>&1 ||
+		{ apt-get update -q >>"$out/logs/apt.txt" 2>&1 &&
+			DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" </dev/null >>"$out/logs/apt.txt" 2>&1; }; then
 		ok=1
 	fi
 	restore_policy
-	[ "$ok" = 1 ] || { log "apt-get failed; see $out/logs/apt.log"; return 1; }
+	[ "$ok" = 1 ] || { log "apt-get failed; see $out/logs/apt.txt"; return 1; }
 }
 
-load=$work/bin/msgate-load
+# add_server KEY "NAME" PORT puts a running server in the table.
+add_server() {
+	server_keys+=("$1")
+	server_names+=("$2")
+	server_ports+=("$3")
+}
 
-# run_scenarios SERVER "NAME" PORT: every scenario, every repetition.
-run_scenarios() {
-	local server=$1 name=$2 port=$3 rep scenario sessions rcpts sname file status
-	for rep in $(seq "$reps"); do
-		for scenario in 32x1 32x3 1x1; do
-			sessions=${scenario%x*}
-			rcpts=${scenario#*x}
-			case $scenario in
-			1x1) sname="1 session: p50 / p99" ;;
-			*) sname="$sessions sessions, $rcpts rcpt" ;;
-			esac
-			seq=$((seq + 1))
-			file=$out/runs/$(printf '%03d-%s-%s-%d.json' "$seq" "$server" "$scenario" "$rep")
-			status=0
-			"$load" -milter "inet:127.0.0.1:$port" -sessions "$sessions" -rcpts "$rcpts" \
-				-messages "$messages" -warmup "$warmup" -ms-fraction "$ms_fraction" \
-				-ms-domains "$ms_domains" -other-domains "$other_domains" \
-				-accounts "$accounts" -auth-fraction 1 -duration 10m -json \
-				-tag "server=$server" -tag "server_name=$name" \
-				-tag "scenario=$scenario" -tag "scenario_name=$sname" >"$file" 2>"$file.err" || status=$?
-			if [ "$status" -ne 0 ]; then
-				log "$server $scenario run $rep failed (exit $status): $(tail -n 3 "$file.err")"
-				failures=$((failures + 1))
-				[ -s "$file" ] || rm -f "$file"
-				continue
-			fi
-			rm -f "$file.err"
-			log "$server $scenario run $rep: $(grep -m1 '"messages_per_second"' "$file" | tr -d ' ,')"
-		done
-	done
+# run_one SERVER-INDEX SCENARIO REP: one run of msgate-load, its JSON kept.
+run_one() {
+	local i=$1 scenario=$2 rep=$3 sessions rcpts sname file status=0
+	local server=${server_keys[$i]}
+	sessions=${scenario%x*}
+	rcpts=${scenario#*x}
+	case $scenario in
+	1x1) sname="1 session: p50 / p99" ;;
+	*) sname="$sessions sessions, $rcpts rcpt" ;;
+	esac
+	seq=$((seq + 1))
+	file=$out/runs/$(printf '%03d-%s-%s-%d.json' "$seq" "$server" "$scenario" "$rep")
+	"$load" -milter "inet:127.0.0.1:${server_ports[$i]}" -sessions "$sessions" -rcpts "$rcpts" \
+		-messages "$messages" -warmup "$warmup" -ms-fraction "$ms_fraction" \
+		-ms-domains "$ms_domains" -other-domains "$other_domains" \
+		-accounts "$accounts" -auth-fraction 1 -duration 10m -json \
+		-tag "server=$server" -tag "server_name=${server_names[$i]}" \
+		-tag "scenario=$scenario" -tag "scenario_name=$sname" >"$file" 2>"$file.err" || status=$?
+	if [ "$status" -ne 0 ]; then
+		log "$server $scenario run $rep failed (exit $status): $(tail -n 3 "$file.err")"
+		failures=$((failures + 1))
+		[ -s "$file" ] || rm -f "$file"
+		return
+	fi
+	rm -f "$file.err"
+	log "$(printf '%-13s %-5s run %d: %s msg/s' "$server" "$scenario" "$rep" \
+		"$(sed -n 's/^  "messages_per_second": \([0-9]*\).*/\1/p' "$file")")"
 }
 
 # On a shared machine, wait for the others to finish first.
@@ -233,6 +243,7 @@ log "environment"
 	echo "cpus: $(nproc); $(uname -sr)"
 	go version
 	echo "msgate: $(git rev-parse --short HEAD 2>/dev/null || echo "?")$(git diff --quiet HEAD 2>/dev/null || echo " with uncommitted changes")"
+	echo "messages per run: $messages after $warmup warm-up; repetitions: $reps"
 	echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 	echo "busiest processes before:"
 	ps -eo pcpu,pid,comm --sort=-pcpu | head -n 6
@@ -245,7 +256,7 @@ log "building msgate and msgate-load"
 go build -o "$work/bin/msgate" ./cmd/msgate
 go build -o "$load" ./cmd/msgate-load
 
-log "DNS on loopback for MX lookups"
+log "starting a DNS server on loopback for MX lookups"
 dns_port=""
 for _ in 1 2 3 4 5; do
 	p=$((20000 + RANDOM % 30000))
@@ -261,32 +272,13 @@ for _ in 1 2 3 4 5; do
 done
 [ -n "$dns_port" ] || { log "cannot start the DNS server: $(cat "$work/dns.log")"; exit 1; }
 
-# The null milter in both forms.
-for mode in full envelope; do
-	case $mode in
-	full) name="go-milter null, every stage" ;;
-	envelope) name="go-milter null, envelope only" ;;
-	esac
-	port=$(free_port)
-	"$load" null -listen "inet:127.0.0.1:$port" -mode "$mode" >"$work/null-$mode.log" 2>&1 &
-	pid=$!
-	pids+=("$pid")
-	wait_port "$port" "$pid" || { log "null milter ($mode) did not start: $(cat "$work/null-$mode.log")"; exit 1; }
-	log "null milter ($mode) on 127.0.0.1:$port"
-	run_scenarios "null-$mode" "$name" "$port"
-	stop "$pid"
-done
-
-# rspamd with only its ratelimit module, and its Redis.
-rspamd_ok=0
+# rspamd takes a while to start (it compiles its TLD list): first.
+rspamd_pid=""
 if [ "${BENCH_RSPAMD:-1}" = 0 ]; then
 	log "rspamd left out (BENCH_RSPAMD=0)"
 elif ! ensure_packages rspamd redis-server; then
 	log "rspamd or redis-server cannot be installed: going on without rspamd"
 else
-	rspamd_ok=1
-fi
-if [ "$rspamd_ok" = 1 ]; then
 	rdir=$work/rspamd
 	mkdir -p "$rdir/redis" "$rdir/tmp"
 	redis_port=$(free_port)
@@ -330,7 +322,6 @@ worker "rspamd_proxy" {
   upstream "local" { default = yes; self_scan = yes; }
 }
 EOF
-	user_args=()
 	if id _rspamd >/dev/null 2>&1 && [ "$(id -u)" -eq 0 ]; then
 		chown -R _rspamd:_rspamd "$rdir"
 		user_args=(-u _rspamd -g _rspamd)
@@ -340,6 +331,27 @@ EOF
 	rspamd -f -c "$rdir/rspamd.conf" "${user_args[@]}" >"$rdir/rspamd-stderr.log" 2>&1 &
 	rspamd_pid=$!
 	pids+=("$rspamd_pid")
+	log "starting rspamd $(rspamd --version | awk '{print $NF}') on 127.0.0.1:$rspamd_port ($workers proxy workers), Redis on 127.0.0.1:$redis_port"
+fi
+
+for mode in full envelope; do
+	case $mode in
+	full) name="go-milter null, every stage" ;;
+	envelope) name="go-milter null, envelope only" ;;
+	esac
+	port=$(free_port)
+	"$load" null -listen "inet:127.0.0.1:$port" -mode "$mode" >"$work/null-$mode.log" 2>&1 &
+	pid=$!
+	pids+=("$pid")
+	if ! wait_port "$port" "$pid"; then
+		log "null milter ($mode) did not start: $(cat "$work/null-$mode.log")"
+		exit 1
+	fi
+	log "null milter ($mode) on 127.0.0.1:$port"
+	add_server "null-$mode" "$name" "$port"
+done
+
+if [ -n "$rspamd_pid" ]; then
 	if ! wait_port "$redis_port" "$redis_pid" 10; then
 		log "redis did not start: $(tail -n 5 "$rdir/redis.log" 2>/dev/null)"
 		failures=$((failures + 1))
@@ -350,17 +362,11 @@ EOF
 		log "rspamd started without its ratelimit rules: $(grep -i 'ratelimit\|error' "$rdir/rspamd.log" | tail -n 5)"
 		failures=$((failures + 1))
 	else
-		log "rspamd $(rspamd --version | awk '{print $NF}') on 127.0.0.1:$rspamd_port ($workers proxy workers), Redis on 127.0.0.1:$redis_port"
-		run_scenarios rspamd "rspamd 3.4, ratelimit only, Redis" "$rspamd_port"
-		buckets=$(redis-cli -p "$redis_port" dbsize 2>/dev/null || echo "?")
-		log "rspamd left $buckets ratelimit buckets in Redis"
-		echo "rspamd ratelimit buckets in Redis after the runs: $buckets" >>"$out/environment.txt"
+		log "rspamd is up"
+		add_server rspamd "rspamd 3.4, ratelimit only, Redis" "$rspamd_port"
 	fi
-	stop "$rspamd_pid"
-	stop "$redis_pid"
 fi
 
-# msgate serve.
 mdir=$work/msgate
 mkdir -p "$mdir"
 msgate_port=$(free_port)
@@ -409,14 +415,30 @@ msgate_pid=$!
 pids+=("$msgate_pid")
 if wait_port "$msgate_port" "$msgate_pid"; then
 	log "msgate serve on 127.0.0.1:$msgate_port (state in $mdir/state)"
-	run_scenarios msgate "msgate serve, embedded state, stamping" "$msgate_port"
+	add_server msgate "msgate serve, embedded state, stamping" "$msgate_port"
 else
 	log "msgate did not start: $(tail -n 5 "$mdir/msgate.log")"
 	failures=$((failures + 1))
 fi
-stop "$msgate_pid"
 
+log "running: $reps repetitions of ${scenarios[*]} against ${server_keys[*]}, $messages messages each"
+for rep in $(seq "$reps"); do
+	for scenario in "${scenarios[@]}"; do
+		for i in "${!server_keys[@]}"; do
+			run_one "$i" "$scenario" "$rep"
+		done
+	done
+done
+
+if [ -n "$rspamd_pid" ] && [ -n "${redis_port:-}" ]; then
+	buckets=$(redis-cli -p "$redis_port" dbsize 2>/dev/null || echo "?")
+	echo "rspamd ratelimit buckets in Redis after the runs: $buckets" | tee -a "$out/environment.txt" >&2
+fi
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)" >>"$out/environment.txt"
+for ((i = ${#pids[@]} - 1; i >= 0; i--)); do
+	stop "${pids[$i]}"
+done
+pids=()
 
 log "results"
 shopt -s nullglob

@@ -146,7 +146,7 @@ func (r *Report) WriteText(w io.Writer) {
 		}
 		fmt.Fprintf(w, "  macros the milter asked for: %s\n", strings.Join(parts, ", "))
 	}
-	fmt.Fprintf(w, "load: %d sessions (%d authenticated), %d messages after %d warm-up, %s recipients each, %.0f%% at Microsoft, %d accounts, %d-byte bodies\n",
+	fmt.Fprintf(w, "load: %d sessions (%d authenticated), %d messages after %d warm-up, recipients per message: %s, %.0f%% at Microsoft, %d accounts, %d-byte bodies\n",
 		r.Sessions, r.AuthSessions, r.Messages, r.Warmup, r.Rcpts, 100*r.MSFraction, r.Accounts, r.BodySize)
 	fmt.Fprintf(w, "  %d messages (%d recipients) in %.3fs: %.0f msg/s, %.0f rcpt/s, %.2f round trips per message\n",
 		r.Completed, r.Recipients, r.Elapsed, r.Rate, r.RcptRate, r.RoundTrips)
