@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/msgate/msgate/cmd/msgate/internal/smtpclient"
 )
 
 func TestPostfixRelaysToSink(t *testing.T) {
@@ -181,8 +183,8 @@ func TestDotStuff(t *testing.T) {
 		{".\n..\n", "..\r\n...\r\n"},
 	}
 	for _, tt := range tests {
-		if got := dotStuff(tt.in); got != tt.want {
-			t.Errorf("dotStuff(%q) = %q, want %q", tt.in, got, tt.want)
+		if got := smtpclient.DotStuff(tt.in); got != tt.want {
+			t.Errorf("DotStuff(%q) = %q, want %q", tt.in, got, tt.want)
 		}
 	}
 }

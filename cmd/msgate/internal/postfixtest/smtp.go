@@ -1,16 +1,16 @@
 package postfixtest
 
 import (
-	"bufio"
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/hex"
 	"fmt"
 	"net"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/msgate/msgate/cmd/msgate/internal/smtpclient"
 )
 
 // ReplyError is a refusal of a command that ends the SMTP dialogue, such
@@ -56,38 +56,38 @@ func (p *Postfix) send(user, pass, from string, rcpts []string, body string) (rc
 		return nil, "", fmt.Errorf("postfixtest: connecting to smtpd: %w", err)
 	}
 	defer conn.Close()
-	c := &client{conn: conn, r: bufio.NewReader(conn)}
+	c := smtpclient.New(conn, smtpTimeout)
 
-	if code, reply, err := c.cmd(""); err != nil {
+	if code, reply, err := c.Cmd(""); err != nil {
 		return nil, "", err
 	} else if code != 220 {
 		return nil, "", &ReplyError{"greeting", code, reply}
 	}
 	ehlo := "EHLO client.test.local"
-	if code, reply, err := c.cmd(ehlo); err != nil {
+	if code, reply, err := c.Cmd(ehlo); err != nil {
 		return nil, "", err
 	} else if code != 250 {
 		return nil, "", &ReplyError{ehlo, code, reply}
 	}
 	if user != "" {
 		auth := "AUTH PLAIN " + base64.StdEncoding.EncodeToString([]byte("\x00"+user+"\x00"+pass))
-		if code, reply, err := c.cmd(auth); err != nil {
+		if code, reply, err := c.Cmd(auth); err != nil {
 			return nil, "", err
 		} else if code != 235 {
-			c.quit()
+			c.Quit()
 			return nil, "", &ReplyError{"AUTH PLAIN", code, reply}
 		}
 	}
 	mail := "MAIL FROM:<" + from + ">"
-	if code, reply, err := c.cmd(mail); err != nil {
+	if code, reply, err := c.Cmd(mail); err != nil {
 		return nil, "", err
 	} else if code/100 != 2 {
-		c.quit()
+		c.Quit()
 		return nil, "", &ReplyError{mail, code, reply}
 	}
 	accepted := 0
 	for _, rcpt := range rcpts {
-		code, reply, err := c.cmd("RCPT TO:<" + rcpt + ">")
+		code, reply, err := c.Cmd("RCPT TO:<" + rcpt + ">")
 		if err != nil {
 			return rcptReplies, "", err
 		}
@@ -97,86 +97,22 @@ func (p *Postfix) send(user, pass, from string, rcpts []string, body string) (rc
 		}
 	}
 	if accepted == 0 {
-		c.quit()
+		c.Quit()
 		return rcptReplies, "", nil
 	}
-	code, reply, err := c.cmd("DATA")
+	code, reply, err := c.Cmd("DATA")
 	if err != nil {
 		return rcptReplies, "", err
 	}
 	if code != 354 {
-		c.quit()
+		c.Quit()
 		return rcptReplies, reply, nil
 	}
-	if _, reply, err = c.cmd(dotStuff(body) + "."); err != nil {
+	if _, reply, err = c.Cmd(smtpclient.DotStuff(body) + "."); err != nil {
 		return rcptReplies, "", err
 	}
-	c.quit()
+	c.Quit()
 	return rcptReplies, reply, nil
-}
-
-type client struct {
-	conn net.Conn
-	r    *bufio.Reader
-}
-
-// cmd sends line (none if empty) and reads the reply.
-func (c *client) cmd(line string) (code int, reply string, err error) {
-	_ = c.conn.SetDeadline(time.Now().Add(smtpTimeout))
-	if line != "" {
-		if _, err := c.conn.Write([]byte(line + "\r\n")); err != nil {
-			return 0, "", fmt.Errorf("postfixtest: sending %q: %w", firstLine(line), err)
-		}
-	}
-	var lines []string
-	for {
-		l, err := c.r.ReadString('\n')
-		if err != nil {
-			return 0, "", fmt.Errorf("postfixtest: reading the reply to %q: %w", firstLine(line), err)
-		}
-		l = strings.TrimRight(l, "\r\n")
-		if len(l) < 3 {
-			return 0, "", fmt.Errorf("postfixtest: malformed reply %q to %q", l, firstLine(line))
-		}
-		lines = append(lines, l)
-		if len(l) == 3 || l[3] != '-' {
-			code, err = strconv.Atoi(l[:3])
-			if err != nil {
-				return 0, "", fmt.Errorf("postfixtest: malformed reply %q to %q", l, firstLine(line))
-			}
-			return code, strings.Join(lines, "\n"), nil
-		}
-	}
-}
-
-func (c *client) quit() { _, _, _ = c.cmd("QUIT") }
-
-func firstLine(s string) string {
-	if i := strings.IndexAny(s, "\r\n"); i >= 0 {
-		return s[:i] + "..."
-	}
-	return s
-}
-
-// dotStuff returns body with CRLF line ends, a final line end, and a dot
-// doubled at the start of each line (RFC 5321 §4.5.2).
-func dotStuff(body string) string {
-	body = strings.ReplaceAll(body, "\r\n", "\n")
-	if body != "" && !strings.HasSuffix(body, "\n") {
-		body += "\n"
-	}
-	var b strings.Builder
-	for _, l := range strings.SplitAfter(body, "\n") {
-		if l == "" {
-			continue
-		}
-		if strings.HasPrefix(l, ".") {
-			b.WriteByte('.')
-		}
-		b.WriteString(strings.TrimSuffix(l, "\n"))
-		b.WriteString("\r\n")
-	}
-	return b.String()
 }
 
 // Message returns a small RFC 5322 message. Give each message of a test

@@ -3,12 +3,11 @@
 package sendmailtest
 
 import (
-	"bufio"
 	"fmt"
 	"net"
-	"strconv"
-	"strings"
 	"time"
+
+	"github.com/msgate/msgate/cmd/msgate/internal/smtpclient"
 )
 
 // ReplyError is a refusal of a command that ends the SMTP dialogue, such
@@ -45,28 +44,28 @@ type Result struct {
 // greeting, EHLO or MAIL) is refused; it is then a *ReplyError.
 func send(conn net.Conn, from string, rcpts []string, body string) (res Result, err error) {
 	defer conn.Close()
-	c := &client{conn: conn, r: bufio.NewReader(conn)}
-	if code, reply, err := c.cmd(""); err != nil {
+	c := smtpclient.New(conn, smtpTimeout)
+	if code, reply, err := c.Cmd(""); err != nil {
 		return res, err
 	} else if code != 220 {
 		return res, &ReplyError{"greeting", code, reply}
 	}
 	ehlo := "EHLO client.test.local"
-	if code, reply, err := c.cmd(ehlo); err != nil {
+	if code, reply, err := c.Cmd(ehlo); err != nil {
 		return res, err
 	} else if code != 250 {
 		return res, &ReplyError{ehlo, code, reply}
 	}
 	mail := "MAIL FROM:<" + from + ">"
-	if code, reply, err := c.cmd(mail); err != nil {
+	if code, reply, err := c.Cmd(mail); err != nil {
 		return res, err
 	} else if code/100 != 2 {
-		c.quit()
+		c.Quit()
 		return res, &ReplyError{mail, code, reply}
 	}
 	accepted := 0
 	for _, rcpt := range rcpts {
-		code, reply, err := c.cmd("RCPT TO:<" + rcpt + ">")
+		code, reply, err := c.Cmd("RCPT TO:<" + rcpt + ">")
 		if err != nil {
 			return res, err
 		}
@@ -76,85 +75,21 @@ func send(conn net.Conn, from string, rcpts []string, body string) (res Result, 
 		}
 	}
 	if accepted == 0 {
-		c.quit()
+		c.Quit()
 		return res, nil
 	}
-	code, reply, err := c.cmd("DATA")
+	code, reply, err := c.Cmd("DATA")
 	if err != nil {
 		return res, err
 	}
 	if code != 354 {
 		res.DataReply = reply
-		c.quit()
+		c.Quit()
 		return res, nil
 	}
-	if _, res.DataReply, err = c.cmd(dotStuff(body) + "."); err != nil {
+	if _, res.DataReply, err = c.Cmd(smtpclient.DotStuff(body) + "."); err != nil {
 		return res, err
 	}
-	c.quit()
+	c.Quit()
 	return res, nil
-}
-
-type client struct {
-	conn net.Conn
-	r    *bufio.Reader
-}
-
-// cmd sends line (none if empty) and reads the reply.
-func (c *client) cmd(line string) (code int, reply string, err error) {
-	_ = c.conn.SetDeadline(time.Now().Add(smtpTimeout))
-	if line != "" {
-		if _, err := c.conn.Write([]byte(line + "\r\n")); err != nil {
-			return 0, "", fmt.Errorf("sendmailtest: sending %q: %w", firstLine(line), err)
-		}
-	}
-	var lines []string
-	for {
-		l, err := c.r.ReadString('\n')
-		if err != nil {
-			return 0, "", fmt.Errorf("sendmailtest: reading the reply to %q: %w", firstLine(line), err)
-		}
-		l = strings.TrimRight(l, "\r\n")
-		if len(l) < 3 {
-			return 0, "", fmt.Errorf("sendmailtest: malformed reply %q to %q", l, firstLine(line))
-		}
-		lines = append(lines, l)
-		if len(l) == 3 || l[3] != '-' {
-			code, err = strconv.Atoi(l[:3])
-			if err != nil {
-				return 0, "", fmt.Errorf("sendmailtest: malformed reply %q to %q", l, firstLine(line))
-			}
-			return code, strings.Join(lines, "\n"), nil
-		}
-	}
-}
-
-func (c *client) quit() { _, _, _ = c.cmd("QUIT") }
-
-func firstLine(s string) string {
-	if i := strings.IndexAny(s, "\r\n"); i >= 0 {
-		return s[:i] + "..."
-	}
-	return s
-}
-
-// dotStuff returns body with CRLF line ends, a final line end, and a dot
-// doubled at the start of each line (RFC 5321 §4.5.2).
-func dotStuff(body string) string {
-	body = strings.ReplaceAll(body, "\r\n", "\n")
-	if body != "" && !strings.HasSuffix(body, "\n") {
-		body += "\n"
-	}
-	var b strings.Builder
-	for _, l := range strings.SplitAfter(body, "\n") {
-		if l == "" {
-			continue
-		}
-		if strings.HasPrefix(l, ".") {
-			b.WriteByte('.')
-		}
-		b.WriteString(strings.TrimSuffix(l, "\n"))
-		b.WriteString("\r\n")
-	}
-	return b.String()
 }
