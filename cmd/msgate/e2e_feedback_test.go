@@ -37,7 +37,7 @@ func fblBinary(t *testing.T, configPath string, raw []byte) feedback.Result {
 
 var stampLine = regexp.MustCompile(`(?m)^X-Msgate-Ref: (\S+)\r?$`)
 
-// The whole loop through a real Postfix with SASL: alice's mail to
+// The whole loop through a real Postfix, submitting with SASL: alice's mail to
 // outlook.com reaches the sink stamped; a JMRP report built around that
 // copy flags alice; bob is untouched; an altered stamp flags nobody; a copy
 // without the stamp is still attributed to alice by Postfix's queue id.
@@ -75,6 +75,9 @@ secret = %q
 	m := stampLine.FindStringSubmatch(copyOf)
 	if m == nil {
 		t.Fatalf("the copy in smtp-sink carries no stamp:\n%s", copyOf)
+	}
+	if !strings.Contains(p.Log(t), "postfix/submission/smtpd") || !strings.Contains(p.Log(t), "sasl_username=alice") {
+		t.Fatalf("alice's mail did not come through the submission service with SASL:\n%s", p.Log(t))
 	}
 	if !strings.Contains(copyOf, "(Postfix) with ESMTPA id ") {
 		t.Fatalf("no Postfix Received header with a queue id in the copy:\n%s", copyOf)

@@ -38,10 +38,13 @@ type Options struct {
 	// MainCF holds further main.cf parameters, written after (and so
 	// overriding) the ones Start sets, e.g. for SASL.
 	MainCF map[string]string
-	// SASLUsers turns on SMTP AUTH (Cyrus SASL, sasldb in the test's own
-	// folder) with these users and passwords, so that {auth_authen}
-	// reaches the milter. Logins are the bare user names.
+	// SASLUsers turns on a submission service (smtpd on 127.0.0.1:
+	// SubmissionPort that relays only for authenticated clients) with SMTP
+	// AUTH through Cyrus SASL and these users and passwords, so that
+	// {auth_authen} reaches the milter. SendAuth submits there.
 	SASLUsers map[string]string
+	// SubmissionPort is the submission service's port; default 2587.
+	SubmissionPort int
 }
 
 // Postfix is a running Postfix and its sink, owned by one test.
@@ -137,6 +140,9 @@ func Start(t testing.TB, opts Options) *Postfix {
 	if opts.SinkPort == 0 {
 		opts.SinkPort = 2526
 	}
+	if opts.SubmissionPort == 0 {
+		opts.SubmissionPort = 2587
+	}
 
 	// TempDir before Cleanup: cleanups run last-in first-out, so Postfix
 	// and the sink are stopped before the directory goes.
@@ -165,7 +171,7 @@ func Start(t testing.TB, opts Options) *Postfix {
 		t.Fatal(err)
 	}
 	purgeQueue(t)
-	for _, port := range []int{opts.SMTPPort, opts.SinkPort} {
+	for _, port := range []int{opts.SMTPPort, opts.SinkPort, opts.SubmissionPort} {
 		if err := portFree(port); err != nil {
 			t.Fatal(err)
 		}
@@ -180,6 +186,11 @@ func Start(t testing.TB, opts Options) *Postfix {
 	// would see a session the test did not make.
 	if err := waitListening(p.opts.SMTPPort, startTimeout); err != nil {
 		t.Fatalf("Postfix smtpd on %s: %v\nlog:\n%s", p.SMTPAddr(), err, p.logTail(40))
+	}
+	if len(opts.SASLUsers) > 0 {
+		if err := waitListening(p.opts.SubmissionPort, startTimeout); err != nil {
+			t.Fatalf("Postfix submission on port %d: %v\nlog:\n%s", p.opts.SubmissionPort, err, p.logTail(40))
+		}
 	}
 	if err := waitGreeting(p.sinkAddr(), startTimeout); err != nil {
 		t.Fatalf("smtp-sink on %s: %v", p.sinkAddr(), err)
@@ -244,7 +255,6 @@ func (p *Postfix) mainCF() [][2]string {
 	}
 	if len(p.opts.SASLUsers) > 0 {
 		kv = append(kv,
-			[2]string{"smtpd_sasl_auth_enable", "yes"},
 			[2]string{"smtpd_sasl_type", "cyrus"},
 			[2]string{"smtpd_sasl_path", "smtpd"},
 			[2]string{"cyrus_sasl_config_path", p.dir},
@@ -297,6 +307,15 @@ scache    unix  -       -       n       -       1       scache
 postlog   unix-dgram n  -       n       -       1       postlogd
 `
 
+// submissionCF is a submission service as Debian's master.cf comments it
+// out: AUTH required to relay.
+const submissionCF = `127.0.0.1:%d inet n - n - - smtpd
+  -o syslog_name=postfix/submission
+  -o smtpd_sasl_auth_enable=yes
+  -o smtpd_client_restrictions=permit_sasl_authenticated,reject
+  -o smtpd_relay_restrictions=permit_sasl_authenticated,reject
+`
+
 func (p *Postfix) writeConfig() error {
 	confDir, err := configDir()
 	if err != nil {
@@ -325,7 +344,11 @@ func (p *Postfix) writeConfig() error {
 	if err := os.WriteFile(filepath.Join(confDir, "main.cf"), []byte(b.String()), 0o644); err != nil {
 		return fmt.Errorf("writing main.cf: %w", err)
 	}
-	if err := os.WriteFile(filepath.Join(confDir, "master.cf"), fmt.Appendf(nil, masterCF, p.opts.SMTPPort), 0o644); err != nil {
+	master := fmt.Appendf(nil, masterCF, p.opts.SMTPPort)
+	if len(p.opts.SASLUsers) > 0 {
+		master = fmt.Appendf(master, submissionCF, p.opts.SubmissionPort)
+	}
+	if err := os.WriteFile(filepath.Join(confDir, "master.cf"), master, 0o644); err != nil {
 		return fmt.Errorf("writing master.cf: %w", err)
 	}
 	return nil // `postfix start` checks the configuration

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"net"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -44,14 +45,19 @@ func (p *Postfix) Send(t testing.TB, from string, rcpts []string, body string) (
 	return p.send("", "", from, rcpts, body)
 }
 
-// SendAuth is Send after AUTH PLAIN as user (see Options.SASLUsers).
+// SendAuth is Send to the submission service after AUTH PLAIN as user (see
+// Options.SASLUsers).
 func (p *Postfix) SendAuth(t testing.TB, user, pass, from string, rcpts []string, body string) (rcptReplies []string, dataReply string, err error) {
 	t.Helper()
 	return p.send(user, pass, from, rcpts, body)
 }
 
 func (p *Postfix) send(user, pass, from string, rcpts []string, body string) (rcptReplies []string, dataReply string, err error) {
-	conn, err := net.DialTimeout("tcp", p.SMTPAddr(), 10*time.Second)
+	addr := p.SMTPAddr()
+	if user != "" {
+		addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(p.opts.SubmissionPort))
+	}
+	conn, err := net.DialTimeout("tcp", addr, 10*time.Second)
 	if err != nil {
 		return nil, "", fmt.Errorf("postfixtest: connecting to smtpd: %w", err)
 	}
