@@ -24,6 +24,12 @@ func startDNS(t *testing.T) *testDNS {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return serveDNS(t, pc)
+}
+
+// serveDNS answers on pc until the test ends.
+func serveDNS(t *testing.T, pc net.PacketConn) *testDNS {
+	t.Helper()
 	d := &testDNS{Addr: pc.LocalAddr().String(), mx: map[string][]string{}, hang: map[string]bool{}}
 	srv := &dns.Server{PacketConn: pc, Handler: d}
 	started := make(chan struct{})

@@ -13,8 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/miekg/dns"
-
 	"github.com/msgate/msgate/cmd/msgate/internal/postfixtest"
 	"github.com/msgate/msgate/cmd/msgate/internal/sendmailtest"
 	"github.com/msgate/msgate/policy/feedback"
@@ -108,14 +106,7 @@ func startDNSIn(t *testing.T, ns *sendmailtest.NetNS) *testDNS {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d := &testDNS{Addr: pc.LocalAddr().String(), mx: map[string][]string{}, hang: map[string]bool{}}
-	srv := &dns.Server{PacketConn: pc, Handler: d}
-	started := make(chan struct{})
-	srv.NotifyStartedFunc = func() { close(started) }
-	go srv.ActivateAndServe()
-	<-started
-	t.Cleanup(func() { srv.Shutdown() })
-	return d
+	return serveDNS(t, pc)
 }
 
 // smDelivered waits until the message with subject has reached the sink
@@ -123,17 +114,7 @@ func startDNSIn(t *testing.T, ns *sendmailtest.NetNS) *testDNS {
 func smDelivered(t *testing.T, sm *sendmailtest.Sendmail, subject string, rcpts ...string) []postfixtest.Delivery {
 	t.Helper()
 	ds := sm.WaitDelivered(t, func(ds []postfixtest.Delivery) bool {
-		got := postfixtest.AllRecipients(postfixtest.BySubject(ds, subject))
-		for _, r := range rcpts {
-			found := false
-			for _, g := range got {
-				found = found || strings.EqualFold(g, r)
-			}
-			if !found {
-				return false
-			}
-		}
-		return true
+		return deliveredToAll(ds, subject, rcpts)
 	}, fmt.Sprintf("%q delivered to %v", subject, rcpts))
 	return postfixtest.BySubject(ds, subject)
 }

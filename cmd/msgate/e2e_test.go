@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -187,18 +188,20 @@ func startPostfix(t *testing.T, milterAddr string) *postfixtest.Postfix {
 func delivered(p *postfixtest.Postfix, t *testing.T, subject string, rcpts ...string) {
 	t.Helper()
 	p.WaitDelivered(t, func(ds []postfixtest.Delivery) bool {
-		got := postfixtest.AllRecipients(postfixtest.BySubject(ds, subject))
-		for _, r := range rcpts {
-			found := false
-			for _, g := range got {
-				found = found || strings.EqualFold(g, r)
-			}
-			if !found {
-				return false
-			}
-		}
-		return true
+		return deliveredToAll(ds, subject, rcpts)
 	}, fmt.Sprintf("%q delivered to %v", subject, rcpts))
+}
+
+// deliveredToAll reports whether the message with subject reached every
+// one of rcpts.
+func deliveredToAll(ds []postfixtest.Delivery, subject string, rcpts []string) bool {
+	got := postfixtest.AllRecipients(postfixtest.BySubject(ds, subject))
+	for _, r := range rcpts {
+		if !slices.ContainsFunc(got, func(g string) bool { return strings.EqualFold(g, r) }) {
+			return false
+		}
+	}
+	return true
 }
 
 func notDelivered(p *postfixtest.Postfix, t *testing.T, subject, rcpt string) {
