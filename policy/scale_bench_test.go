@@ -62,7 +62,7 @@ func benchScale(b *testing.B, backend string, n int) {
 			{Name: "hourly", Window: time.Hour, Limit: 1 << 40},
 			{Name: "daily", Window: 24 * time.Hour, Limit: 1 << 40},
 		},
-		Cap: policy.Cap{Enabled: true, Daily: 1 << 40, Window: 24 * time.Hour},
+		Cap:        policy.Cap{Enabled: true, Daily: 1 << 40, Window: 24 * time.Hour},
 		Thresholds: []policy.Threshold{{Complaints: 1, Within: 72 * time.Hour, Action: policy.RuleDefer}},
 	}
 	e := policy.NewEngine(cfg, det, store)
