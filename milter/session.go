@@ -147,16 +147,23 @@ func (s *session) observe(stage string, d policy.Decision, start time.Time) {
 	}
 }
 
-func (s *session) logDecision(stage string, d policy.Decision) {
-	log := s.txLog
-	if id := s.tx.Env.QueueID; id != "" {
-		log = log.With(zap.String("queue_id", id))
-	}
+// logDecision writes one line per decision: Info for anything about a
+// Microsoft recipient, a refusal or an error, Debug otherwise. Fields are
+// built only when the line is written.
+func (s *session) logDecision(stage string, d policy.Decision, extra ...zap.Field) {
+	level := zap.DebugLevel
 	if d.Microsoft || d.Verdict != policy.Accept || d.Monitor || d.Err != nil || stage != "recipient" {
-		log.Info("decision", zap.String("stage", stage), zap.Inline(d))
+		level = zap.InfoLevel
+	}
+	ce := s.txLog.Check(level, "decision")
+	if ce == nil {
 		return
 	}
-	log.Debug("decision", zap.String("stage", stage), zap.Inline(d))
+	fields := append(extra, zap.String("stage", stage), zap.Inline(d))
+	if id := s.tx.Env.QueueID; id != "" {
+		fields = append(fields, zap.String("queue_id", id))
+	}
+	ce.Write(fields...)
 }
 
 func (s *session) Header(string, string, *gomilter.Modifier) (gomilter.Response, error) {
@@ -189,8 +196,7 @@ func (s *session) Body(m *gomilter.Modifier) (gomilter.Response, error) {
 	s.observe("end-of-message", d, start)
 	cancel()
 	if units > 0 || d.Verdict != policy.Accept || d.Err != nil {
-		s.txLog = s.txLog.With(zap.Int("units", units))
-		s.logDecision("end-of-message", d)
+		s.logDecision("end-of-message", d, zap.Int("units", units))
 	}
 	s.tx = nil
 	if d.Stamp != "" && d.Verdict == policy.Accept {

@@ -32,9 +32,7 @@ func (s *Store) SetFlag(_ context.Context, f state.Flag) error {
 	if err != nil {
 		return fmt.Errorf("%w: flagging %s in %s: %w", state.ErrUnavailable, f.Account, s.path, err)
 	}
-	s.flagMu.Lock()
-	s.flags[f.Account] = f
-	s.flagMu.Unlock()
+	s.flags.Set(f)
 	return nil
 }
 
@@ -52,31 +50,20 @@ func (s *Store) ClearFlag(_ context.Context, account string) (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("%w: clearing the flag of %s in %s: %w", state.ErrUnavailable, account, s.path, err)
 	}
-	s.flagMu.Lock()
-	delete(s.flags, account)
-	s.flagMu.Unlock()
+	s.flags.Delete(account)
 	return true, nil
 }
 
 // GetFlag implements state.Flags. It reads memory only: it is on the
 // per-message path.
 func (s *Store) GetFlag(_ context.Context, account string) (state.Flag, bool, error) {
-	s.flagMu.RLock()
-	defer s.flagMu.RUnlock()
-	f, ok := s.flags[account]
+	f, ok := s.flags.Get(account)
 	return f, ok, nil
 }
 
 // ListFlags implements state.Flags, ordered by account.
 func (s *Store) ListFlags(_ context.Context) ([]state.Flag, error) {
-	s.flagMu.RLock()
-	fs := make([]state.Flag, 0, len(s.flags))
-	for _, f := range s.flags {
-		fs = append(fs, f)
-	}
-	s.flagMu.RUnlock()
-	slices.SortFunc(fs, func(a, b state.Flag) int { return strings.Compare(a.Account, b.Account) })
-	return fs, nil
+	return s.flags.List(), nil
 }
 
 func (s *Store) loadFlags() error {
@@ -86,7 +73,7 @@ func (s *Store) loadFlags() error {
 			if err := json.Unmarshal(v, &f); err != nil {
 				return fmt.Errorf("flag of %q: %w", k, err)
 			}
-			s.flags[string(k)] = f
+			s.flags.Set(f)
 			return nil
 		})
 	})

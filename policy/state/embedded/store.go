@@ -93,11 +93,10 @@ type Store struct {
 	// rewrites their records from memory.
 	rewindowed map[string]struct{}
 
-	// flags is a copy of the file's flags, guarded by flagMu: GetFlag is on
-	// the per-message path and reads memory only. flagWriteMu orders the
-	// writers, which hold it (never flagMu) across their disk write.
-	flagMu      sync.RWMutex
-	flags       map[string]state.Flag
+	// flags is a copy of the file's flags: GetFlag is on the per-message
+	// path and reads memory only. flagWriteMu orders the writers, which
+	// hold it across their disk write.
+	flags       state.FlagTable
 	flagWriteMu sync.Mutex
 
 	// Complaints in memory, guarded by cmu; complaintWriteMu orders the
@@ -193,7 +192,6 @@ func Open(opts Options) (*Store, error) {
 		path:        opts.Path,
 		counters:    make(map[string]*counter),
 		pending:     make(map[uint64][]unit),
-		flags:       make(map[string]state.Flag),
 		rewindowed:  make(map[string]struct{}),
 		compl:       newComplaints(),
 		attr:        newAttribIndex(),

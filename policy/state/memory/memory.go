@@ -97,8 +97,7 @@ type Store struct {
 	pending  map[uint64]reservation
 	nextID   uint64
 
-	flagMu sync.RWMutex
-	flags  map[string]state.Flag
+	flags state.FlagTable
 
 	fbMu       sync.RWMutex
 	complaints []state.Complaint // in the order received
@@ -128,7 +127,6 @@ func New() *Store {
 	return &Store{
 		counters: make(map[string]*counter),
 		pending:  make(map[uint64]reservation),
-		flags:    make(map[string]state.Flag),
 		reports:  make(map[string]bool),
 		attrib:   make(map[string]attribution),
 	}
@@ -181,21 +179,8 @@ func (s *Store) Reserve(_ context.Context, counters []state.Counter, now time.Ti
 }
 
 // Commit implements state.Store.
-func (s *Store) Commit(_ context.Context, r state.Reservation, now time.Time) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	res, ok := s.pending[r.ID]
-	if !ok {
-		return fmt.Errorf("committing reservation %d: %w", r.ID, state.ErrUnknownReservation)
-	}
-	delete(s.pending, r.ID)
-	for _, key := range res.keys {
-		c := s.counters[key]
-		c.reserved--
-		c.trim(now)
-		c.add(now, 1)
-	}
-	return nil
+func (s *Store) Commit(ctx context.Context, r state.Reservation, now time.Time) error {
+	return s.CommitAll(ctx, []state.Reservation{r}, now)
 }
 
 // CommitAll implements state.BatchCommitter.
@@ -280,39 +265,24 @@ func (s *Store) Close() error { return nil }
 
 // SetFlag implements state.Flags.
 func (s *Store) SetFlag(_ context.Context, f state.Flag) error {
-	s.flagMu.Lock()
-	defer s.flagMu.Unlock()
-	s.flags[f.Account] = f
+	s.flags.Set(f)
 	return nil
 }
 
 // ClearFlag implements state.Flags.
 func (s *Store) ClearFlag(_ context.Context, account string) (bool, error) {
-	s.flagMu.Lock()
-	defer s.flagMu.Unlock()
-	_, ok := s.flags[account]
-	delete(s.flags, account)
-	return ok, nil
+	return s.flags.Delete(account), nil
 }
 
 // GetFlag implements state.Flags.
 func (s *Store) GetFlag(_ context.Context, account string) (state.Flag, bool, error) {
-	s.flagMu.RLock()
-	defer s.flagMu.RUnlock()
-	f, ok := s.flags[account]
+	f, ok := s.flags.Get(account)
 	return f, ok, nil
 }
 
 // ListFlags implements state.Flags, ordered by account.
 func (s *Store) ListFlags(_ context.Context) ([]state.Flag, error) {
-	s.flagMu.RLock()
-	fs := make([]state.Flag, 0, len(s.flags))
-	for _, f := range s.flags {
-		fs = append(fs, f)
-	}
-	s.flagMu.RUnlock()
-	slices.SortFunc(fs, func(a, b state.Flag) int { return strings.Compare(a.Account, b.Account) })
-	return fs, nil
+	return s.flags.List(), nil
 }
 
 // Scan implements state.Scanner, ordered by key.
