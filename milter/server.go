@@ -116,7 +116,7 @@ func (s *Server) newMilter() gomilter.Milter {
 	// Only reached if the library replaces a handler after a final
 	// response, which this adapter never sends.
 	s.opts.Logger.Warn("milter handler requested outside a connection; session data may be lost")
-	return &session{srv: s, log: s.opts.Logger, detached: true}
+	return &session{srv: s, log: s.opts.Logger}
 }
 
 // Serve accepts milter connections on ln until Shutdown.

@@ -18,11 +18,10 @@ import (
 // non-SMTP mail. go-milter calls its methods from one goroutine; closed may
 // come from another (Shutdown), hence the mutex.
 type session struct {
-	srv      *Server
-	conn     *conn
-	log      *zap.Logger
-	detached bool // made outside Accept: no close hook
-	woken    atomic.Bool
+	srv   *Server
+	conn  *conn
+	log   *zap.Logger
+	woken atomic.Bool
 
 	mu       sync.Mutex
 	isClosed bool

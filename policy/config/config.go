@@ -226,11 +226,6 @@ func DefaultStatePath() string {
 	return filepath.Join(os.TempDir(), "msgate-"+strconv.Itoa(os.Geteuid()), "state.db")
 }
 
-type stateRemoved struct {
-	// are lost on restart.
-	Backend string `toml:"backend"`
-}
-
 // Microsoft controls how recipients hosted by Microsoft are recognised:
 // the domain lists and the MX lookups behind them.
 type Microsoft struct {

@@ -251,7 +251,7 @@ func testConcurrentReserve(t *testing.T, s state.Store) {
 				if out.Admitted {
 					admitted.Add(1)
 					if err := s.Commit(context.Background(), out.Reservation, t0); err != nil {
-						errs <- fmt.Errorf("Commit: %w", err)
+						errs <- fmt.Errorf("committing: %w", err)
 						return
 					}
 				}

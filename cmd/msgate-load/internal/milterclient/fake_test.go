@@ -148,14 +148,4 @@ func (f *fakeMilter) received(t *testing.T, c *Conn) []packet {
 	return f.got
 }
 
-// sequence renders packets as one string: commands by letter, macro
-// packets with their stage and contents.
-func sequence(ps []packet) string {
-	var s []string
-	for _, p := range ps {
-		s = append(s, p.String())
-	}
-	return strings.Join(s, " ")
-}
-
 func pipe() (net.Conn, net.Conn) { return net.Pipe() }
