@@ -1,14 +1,19 @@
 // Package milter is msgate's protocol adapter: it speaks the Sendmail milter
-// protocol to Postfix or Sendmail through github.com/emersion/go-milter,
-// turns each callback into a policy call, and translates the returned
-// policy.Decision into a milter reply. It knows the wire and no policy.
+// protocol to Postfix or Sendmail, turns each command into a policy call,
+// and translates the returned policy.Decision into a milter reply. It knows
+// the wire and no policy.
 //
-// It also does what the library leaves to its users (see
-// ../shared/notes/real-mtas.md): it keeps a session's data across the
-// messages of one connection by never sending a final response (which would
-// make the library replace the handler), copies macros as each packet
-// arrives, gives a transaction's reserved units back when the transaction is
-// aborted or the connection drops, sets read and write deadlines, and shuts
-// down gracefully. A policy problem never becomes a callback error, which
-// would drop the connection and leave the answer to milter_default_action.
+// It reads and writes the protocol's packets itself (wire.go), with
+// github.com/emersion/go-milter's constants and negotiation (version 2, the
+// stages msgate does not need negotiated away, the macros each stage
+// needs): go-milter's own session loop allocates a packet, a map and a 4 KiB
+// write buffer per command, which under load cost more than msgate's
+// decisions. A session keeps its connection data across the messages of one
+// connection (msgate never sends a final accept or refusal), reads the
+// macros each stage needs as their packet arrives, gives a transaction's
+// reserved units back when the transaction is aborted or the connection
+// drops, sends the stamp header, a quarantine request and the answer at end
+// of message in one write, sets read and write deadlines, and shuts down
+// gracefully. A policy problem never ends a connection, which would leave
+// the answer to the MTA's milter_default_action.
 package milter

@@ -10,6 +10,7 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	gomilter "github.com/emersion/go-milter"
@@ -66,7 +67,8 @@ var Macros = map[gomilter.Stage][]string{
 // Server serves the milter protocol. Create it with NewServer.
 type Server struct {
 	opts Options
-	lib  *gomilter.Server
+	// optneg is the answer to every MTA's negotiation, built once.
+	optneg []byte
 	// observe is told every decision and how long the policy took over it
 	// (for metrics).
 	observe atomic.Pointer[func(stage string, d policy.Decision, took time.Duration)]
@@ -77,9 +79,6 @@ type Server struct {
 	draining atomic.Bool
 	wg       sync.WaitGroup
 	nextCID  atomic.Uint64
-	// next hands the session made in Accept to the library's NewMilter call
-	// that follows it in the same goroutine.
-	next atomic.Pointer[session]
 }
 
 // NewServer returns a server for a policy.
@@ -93,30 +92,17 @@ func NewServer(opts Options) *Server {
 	if opts.DecisionTimeout <= 0 {
 		opts.DecisionTimeout = 10 * time.Second
 	}
-	s := &Server{opts: opts, sessions: make(map[*session]struct{})}
-	s.lib = &gomilter.Server{
-		NewMilter: s.newMilter,
-		Actions:   Actions,
-		Protocol:  Protocol,
-		SymList:   Macros,
+	return &Server{
+		opts:     opts,
+		optneg:   negotiation(Actions, Protocol, Macros),
+		sessions: make(map[*session]struct{}),
 	}
-	return s
 }
 
 // Observe sets a function told every decision ("recipient" or
 // "end-of-message") and how long the policy took over it.
 func (s *Server) Observe(fn func(stage string, d policy.Decision, took time.Duration)) {
 	s.observe.Store(&fn)
-}
-
-func (s *Server) newMilter() gomilter.Milter {
-	if sess := s.next.Swap(nil); sess != nil {
-		return sess
-	}
-	// Only reached if the library replaces a handler after a final
-	// response, which this adapter never sends.
-	s.opts.Logger.Warn("milter handler requested outside a connection; session data may be lost")
-	return &session{srv: s, log: s.opts.Logger}
 }
 
 // Serve accepts milter connections on ln until Shutdown.
@@ -129,11 +115,33 @@ func (s *Server) Serve(ln net.Listener) error {
 	}
 	s.lns = append(s.lns, ln)
 	s.mu.Unlock()
-	err := s.lib.Serve(&listener{Listener: ln, srv: s})
-	if s.draining.Load() {
-		return ErrServerClosed
+	defer ln.Close()
+	var pause time.Duration
+	for {
+		c, err := ln.Accept()
+		if s.draining.Load() {
+			if c != nil {
+				c.Close()
+			}
+			return ErrServerClosed
+		}
+		if err != nil {
+			// Out of file descriptors and the like: wait and retry, as
+			// net/http does, rather than stop serving.
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) || errors.Is(err, syscall.ECONNABORTED) {
+				pause = min(max(2*pause, 5*time.Millisecond), time.Second)
+				s.opts.Logger.Warn("accepting a milter connection failed; retrying", zap.Error(err), zap.Duration("pause", pause))
+				time.Sleep(pause)
+				continue
+			}
+			return err
+		}
+		pause = 0
+		if sess := s.open(c); sess != nil {
+			go sess.serve()
+		}
 	}
-	return err
 }
 
 // Active is the number of open milter connections.
@@ -179,17 +187,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	return ctx.Err()
 }
 
-type listener struct {
-	net.Listener
-	srv *Server
-}
-
-func (l *listener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if err != nil {
-		return nil, err
-	}
-	s := l.srv
+// open registers a new connection's session; nil when the server is
+// draining.
+func (s *Server) open(c net.Conn) *session {
 	cid := s.nextCID.Add(1)
 	sess := &session{srv: s, log: s.opts.Logger.With(zap.Uint64("cid", cid))}
 	tc := &conn{Conn: c, sess: sess, idle: s.opts.IdleTimeout, write: s.opts.WriteTimeout}
@@ -199,22 +199,22 @@ func (l *listener) Accept() (net.Conn, error) {
 	if s.draining.Load() {
 		s.mu.Unlock()
 		c.Close()
-		return nil, net.ErrClosed
+		return nil
 	}
 	s.sessions[sess] = struct{}{}
 	s.wg.Add(1)
 	s.mu.Unlock()
-	s.next.Store(sess)
 	sess.log.Debug("milter connection", zap.String("peer", c.RemoteAddr().String()))
-	return tc, nil
+	return sess
 }
 
 // messageTimeout is the least idle deadline inside a transaction.
 const messageTimeout = time.Hour
 
 // conn is a milter connection with deadlines and a close hook. Reads are
-// buffered: go-milter reads each packet's length and body separately, and
-// the buffer turns that into one system call per packet.
+// buffered: a packet's length and body are read separately, and the buffer
+// turns that into one system call per packet (or fewer, when the MTA sends
+// a macro packet and its command together).
 type conn struct {
 	net.Conn
 	sess        *session
@@ -246,8 +246,8 @@ type rawReader struct{ c *conn }
 func (r rawReader) Read(p []byte) (int, error) { return r.c.read(p) }
 
 // read waits for the MTA with the idle deadline. While the server drains,
-// a session that is between messages reads end of file, so the library
-// closes it without an error.
+// a session that is between messages reads end of file, so the session
+// ends without an error.
 func (c *conn) read(p []byte) (int, error) {
 	for {
 		inMessage := c.sess.inMessage()

@@ -2,36 +2,41 @@ package milter
 
 import (
 	"context"
+	"errors"
+	"io"
 	"net"
-	"net/textproto"
+	"os"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	gomilter "github.com/emersion/go-milter"
 	"go.uber.org/zap"
 
 	"github.com/msgate/msgate/policy"
 )
 
 // session is one milter connection: one SMTP session, or one injection of
-// non-SMTP mail. go-milter calls its methods from one goroutine; closed may
-// come from another (Shutdown), hence the mutex.
+// non-SMTP mail. Its serve loop reads commands and answers them in one
+// goroutine; closed may come from another (Shutdown), hence the mutex.
 type session struct {
 	srv   *Server
 	conn  *conn
 	log   *zap.Logger
 	woken atomic.Bool
 
+	// The serve loop's own: the read buffer, the replies being built, and
+	// the values of the last macro packet.
+	rbuf []byte
+	wbuf []byte
+	mac  macros
+
 	mu       sync.Mutex
 	isClosed bool
 	clientIP string
 	nonSMTP  bool
 	tx       *policy.Transaction
-	txLog    *zap.Logger
 }
-
-var _ gomilter.Milter = (*session)(nil)
 
 func (s *session) inMessage() bool {
 	s.mu.Lock()
@@ -59,77 +64,161 @@ func (s *session) release(why string) {
 	}
 	n := tx.Held()
 	if err := s.srv.opts.Policy.Abort(context.Background(), tx); err != nil {
-		s.txLog.Error("giving back reserved units failed", zap.String("why", why), zap.Error(err))
+		s.log.Error("giving back reserved units failed", zap.String("why", why), zap.String("account", tx.Account.Name), zap.Error(err))
 		return
 	}
-	s.txLog.Debug("reserved units given back", zap.String("why", why), zap.Int("units", n))
+	if ce := s.log.Check(zap.DebugLevel, "reserved units given back"); ce != nil {
+		ce.Write(zap.String("why", why), zap.String("account", tx.Account.Name), zap.Int("units", n))
+	}
 }
 
 func (s *session) ctx() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.Background(), s.srv.opts.DecisionTimeout)
 }
 
-// Connect records the client. Mail from Postfix's sendmail command (pickup)
+// serve answers the MTA's commands until the connection ends.
+func (s *session) serve() {
+	defer func() {
+		if v := recover(); v != nil {
+			s.log.Error("panic in a milter session; connection closed", zap.Any("panic", v), zap.ByteString("stack", debug.Stack()))
+		}
+		s.conn.Close()
+	}()
+	for {
+		code, data, err := readPacket(s.conn, &s.rbuf)
+		if err != nil {
+			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
+				level := zap.WarnLevel
+				if errors.Is(err, os.ErrDeadlineExceeded) {
+					level = zap.DebugLevel // the idle timeout
+				}
+				s.log.Check(level, "milter connection ended").Write(zap.Error(err))
+			}
+			return
+		}
+		if err := s.command(code, data); err != nil {
+			if err != errQuit {
+				s.log.Warn("milter connection closed", zap.String("command", string(rune(code))), zap.Error(err))
+			}
+			return
+		}
+		if len(s.wbuf) > 0 {
+			_, err := s.conn.Write(s.wbuf)
+			s.wbuf = s.wbuf[:0]
+			if err != nil {
+				s.log.Warn("answering the MTA failed; connection closed", zap.Error(err))
+				return
+			}
+		}
+	}
+}
+
+// errQuit ends a session at the MTA's request.
+var errQuit = errors.New("milter: quit")
+
+// command handles one command from the MTA; replies go to s.wbuf.
+func (s *session) command(code byte, data []byte) error {
+	switch code {
+	case cmdOptNeg:
+		s.wbuf = append(s.wbuf, s.srv.optneg...)
+	case cmdMacro:
+		m, err := parseMacros(data)
+		if err != nil {
+			return err
+		}
+		s.mac = m
+	case cmdConnect:
+		ci, err := parseConnect(data)
+		if err != nil {
+			return err
+		}
+		s.connect(ci)
+		s.wbuf = appendPacket(s.wbuf, replyContinue)
+	case cmdMail:
+		s.mailFrom(address(data))
+		s.wbuf = appendPacket(s.wbuf, replyContinue)
+	case cmdRcpt:
+		s.wbuf = appendResponse(s.wbuf, s.rcptTo(address(data)))
+	case cmdEOB:
+		s.endOfMessage()
+	case cmdAbort:
+		// No reply. Like go-milter, the macros of the aborted transaction
+		// are forgotten.
+		s.abort()
+		s.mac = macros{}
+	case cmdHelo, cmdHeader, cmdEOH, cmdBody, cmdData, cmdUnknown:
+		// Stages msgate negotiates away; an MTA that sends them anyway
+		// is told to go on.
+		s.wbuf = appendPacket(s.wbuf, replyContinue)
+	case cmdQuit, cmdQuitNC:
+		// QUIT_NC (a new SMTP connection on this one) comes only after a
+		// version 6 negotiation; msgate negotiates version 2, as go-milter
+		// does, and like go-milter ends the connection.
+		return errQuit
+	default:
+		return errors.New("milter: unknown command")
+	}
+	return nil
+}
+
+// connect records the client. Mail from Postfix's sendmail command (pickup)
 // and Sendmail's command line arrives with port 0 and no SMTP client.
-func (s *session) Connect(host, family string, port uint16, addr net.IP, m *gomilter.Modifier) (gomilter.Response, error) {
+func (s *session) connect(ci connectInfo) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.nonSMTP = port == 0
-	if addr != nil {
-		s.clientIP = addr.String()
+	s.nonSMTP = ci.port == 0
+	if ip := net.ParseIP(ci.addr); ip != nil {
+		s.clientIP = ip.String()
 	}
-	if v := m.Macros["{client_addr}"]; v != "" {
+	if v := s.mac.clientAddr; v != "" {
 		s.clientIP = v
 	}
 	s.log = s.log.With(zap.String("client", s.clientIP))
 	if s.nonSMTP {
 		s.log = s.log.With(zap.Bool("non_smtp", true))
 	}
-	s.log.Debug("connect", zap.String("host", host), zap.String("family", family), zap.Uint16("port", port))
-	return gomilter.RespContinue, nil
+	if ce := s.log.Check(zap.DebugLevel, "connect"); ce != nil {
+		ce.Write(zap.String("host", ci.host), zap.String("family", familyName(ci.family)), zap.Uint16("port", ci.port))
+	}
 }
 
-func (s *session) Helo(string, *gomilter.Modifier) (gomilter.Response, error) {
-	return gomilter.RespContinue, nil
-}
-
-// MailFrom starts a transaction. Macros are copied now: the library keeps
-// only the latest macro packet.
-func (s *session) MailFrom(from string, m *gomilter.Modifier) (gomilter.Response, error) {
+// mailFrom starts a transaction. The macros are read now: the next macro
+// packet replaces them.
+func (s *session) mailFrom(from string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.isClosed {
-		return gomilter.RespContinue, nil
+		return
 	}
 	if s.tx != nil {
 		s.release("new MAIL without end of message")
 	}
 	env := policy.Envelope{
-		SASLLogin:  m.Macros["{auth_authen}"],
+		SASLLogin:  s.mac.authAuthen,
 		Sender:     from,
 		NullSender: from == "",
 		ClientIP:   s.clientIP,
 		NonSMTP:    s.nonSMTP,
-		QueueID:    m.Macros["i"],
+		QueueID:    s.mac.queueID,
 	}
-	if v := m.Macros["{client_addr}"]; v != "" {
+	if v := s.mac.clientAddr; v != "" {
 		env.ClientIP = v
 	}
 	s.tx = s.srv.opts.Policy.Begin(env)
-	s.txLog = s.log.With(zap.String("account", s.tx.Account.Name), zap.String("account_kind", string(s.tx.Account.Kind)))
-	s.txLog.Debug("mail from")
-	return gomilter.RespContinue, nil
+	if ce := s.log.Check(zap.DebugLevel, "mail from"); ce != nil {
+		ce.Write(zap.String("account", s.tx.Account.Name), zap.String("account_kind", string(s.tx.Account.Kind)))
+	}
 }
 
-// RcptTo decides one recipient.
-func (s *session) RcptTo(rcpt string, m *gomilter.Modifier) (gomilter.Response, error) {
+// rcptTo decides one recipient.
+func (s *session) rcptTo(rcpt string) policy.Decision {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.isClosed || s.tx == nil {
-		return gomilter.RespContinue, nil
+		return policy.Decision{Verdict: policy.Accept}
 	}
 	if s.tx.Env.QueueID == "" {
-		s.tx.Env.QueueID = m.Macros["i"]
+		s.tx.Env.QueueID = s.mac.queueID
 	}
 	ctx, cancel := s.ctx()
 	start := time.Now()
@@ -137,7 +226,7 @@ func (s *session) RcptTo(rcpt string, m *gomilter.Modifier) (gomilter.Response, 
 	s.observe("recipient", d, start)
 	cancel()
 	s.logDecision("recipient", d)
-	return Response(d), nil
+	return d
 }
 
 func (s *session) observe(stage string, d policy.Decision, start time.Time) {
@@ -154,38 +243,30 @@ func (s *session) logDecision(stage string, d policy.Decision, extra ...zap.Fiel
 	if d.Microsoft || d.Verdict != policy.Accept || d.Monitor || d.Err != nil || stage != "recipient" {
 		level = zap.InfoLevel
 	}
-	ce := s.txLog.Check(level, "decision")
+	ce := s.log.Check(level, "decision")
 	if ce == nil {
 		return
 	}
-	fields := append(extra, zap.String("stage", stage), zap.Inline(d))
+	fields := append(extra,
+		zap.String("account", s.tx.Account.Name), zap.String("account_kind", string(s.tx.Account.Kind)),
+		zap.String("stage", stage), zap.Inline(d))
 	if id := s.tx.Env.QueueID; id != "" {
 		fields = append(fields, zap.String("queue_id", id))
 	}
 	ce.Write(fields...)
 }
 
-func (s *session) Header(string, string, *gomilter.Modifier) (gomilter.Response, error) {
-	return gomilter.RespContinue, nil
-}
-
-func (s *session) Headers(textproto.MIMEHeader, *gomilter.Modifier) (gomilter.Response, error) {
-	return gomilter.RespContinue, nil
-}
-
-func (s *session) BodyChunk([]byte, *gomilter.Modifier) (gomilter.Response, error) {
-	return gomilter.RespContinue, nil
-}
-
-// Body is end of message: the units are committed, or for non-SMTP mail
-// with a refused recipient the whole message is refused.
-func (s *session) Body(m *gomilter.Modifier) (gomilter.Response, error) {
+// endOfMessage commits the units, or for non-SMTP mail with a refused
+// recipient refuses the whole message. The stamp header, a quarantine
+// request and the answer go to the MTA in one write.
+func (s *session) endOfMessage() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.isClosed || s.tx == nil {
-		return gomilter.RespContinue, nil
+		s.wbuf = appendPacket(s.wbuf, replyContinue)
+		return
 	}
-	if id := m.Macros["i"]; id != "" {
+	if id := s.mac.queueID; id != "" {
 		s.tx.Env.QueueID = id
 	}
 	units := s.tx.Held()
@@ -199,26 +280,21 @@ func (s *session) Body(m *gomilter.Modifier) (gomilter.Response, error) {
 	}
 	s.tx = nil
 	if d.Stamp != "" && d.Verdict == policy.Accept {
-		if err := m.AddHeader(policy.StampHeader, d.Stamp); err != nil {
-			return nil, err
-		}
+		// The stamp is one line of token characters: nothing to fold.
+		s.wbuf = appendPacket(s.wbuf, replyAddHeader, policy.StampHeader, "\x00", d.Stamp, "\x00")
 	}
 	if d.Verdict == policy.Hold {
-		if err := m.Quarantine(d.Reply.Text); err != nil {
-			// The connection is gone; the MTA applies its default action.
-			return nil, err
-		}
+		s.wbuf = appendPacket(s.wbuf, replyQuarantine, d.Reply.Text, "\x00")
 	}
-	return Response(d), nil
+	s.wbuf = appendResponse(s.wbuf, d)
 }
 
-// Abort ends the transaction without a message (RSET, a refused DATA, the
+// abort ends the transaction without a message (RSET, a refused DATA, the
 // client quit): its units are given back.
-func (s *session) Abort(*gomilter.Modifier) error {
+func (s *session) abort() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.tx != nil {
 		s.release("transaction aborted")
 	}
-	return nil
 }
