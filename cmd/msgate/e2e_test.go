@@ -160,10 +160,21 @@ func waitPort(t *testing.T, addr string, d *daemonProc) {
 	}
 }
 
-// logLines returns msgate's log lines that contain every one of subs.
+// logLines returns msgate's log lines that contain every one of subs. The
+// daemon writes its lines from a goroutine of its own, an instant after
+// logging them: the log is read once it has stopped growing.
 func (d *daemonProc) logLines(subs ...string) []string {
+	text := d.log.String()
+	for range 100 {
+		time.Sleep(20 * time.Millisecond)
+		now := d.log.String()
+		if len(now) == len(text) {
+			break
+		}
+		text = now
+	}
 	var out []string
-	sc := bufio.NewScanner(strings.NewReader(d.log.String()))
+	sc := bufio.NewScanner(strings.NewReader(text))
 	for sc.Scan() {
 		line := sc.Text()
 		ok := true

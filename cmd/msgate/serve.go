@@ -44,11 +44,9 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 	atom := zap.NewAtomicLevelAt(level)
-	log := newLogger(cfg.Log.Format, atom, stderr)
-	defer log.Sync()
-	// go-milter reports connection errors through the standard logger.
-	undo, _ := zap.RedirectStdLogAt(log.Named("go-milter"), zap.WarnLevel)
-	defer undo()
+	out := newLineWriter(stderr)
+	defer out.Close()
+	log := newLogger(cfg.Log.Format, atom, out)
 
 	d, err := newDaemon(cfg, log)
 	if err != nil {
