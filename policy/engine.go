@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"sync/atomic"
@@ -164,7 +165,15 @@ type Transaction struct {
 	Account Account
 	p       *params
 	held    []state.Reservation
-	seen    map[string]bool // Microsoft recipients already counted, lower-cased
+	// seen is the Microsoft recipients already counted, lower-cased: a
+	// list while short, a map past seenListMax.
+	seen    []string
+	seenMap map[string]bool
+	// counters and limits are what each Microsoft recipient reserves
+	// against, built at the first one (the account's keys do not change
+	// within a transaction; the cap's limit is refreshed each time).
+	counters []state.Counter
+	limits   []limit
 	// refusal is the strictest refusal of a non-SMTP transaction, applied to
 	// the whole message at end of message.
 	refusal *Decision
@@ -224,7 +233,7 @@ func (e *Engine) recipient(ctx context.Context, tx *Transaction, rcpt string, no
 	}
 	d.Microsoft, d.Group = true, res.Group
 	key := strings.ToLower(strings.Trim(rcpt, "<> "))
-	if tx.seen[key] {
+	if tx.counted(key) {
 		d.Reason = ReasonDuplicate
 		return d
 	}
@@ -243,20 +252,28 @@ func (e *Engine) recipient(ctx context.Context, tx *Transaction, rcpt string, no
 		return d
 	}
 	exempt := p.exempt[strings.ToLower(tx.Account.Name)]
-	counters := make([]state.Counter, 0, len(p.limits))
-	limits := make([]limit, 0, len(p.limits))
-	for _, l := range p.limits {
-		var c state.Counter
-		if l.rule == nil {
-			c = state.Counter{Key: CapKey, Window: p.cfg.Cap.Window, Limit: p.cfg.Cap.LimitAt(now)}
-		} else if !exempt {
-			c = state.Counter{Key: l.rule.Key(tx.Account.Name), Window: l.rule.Window, Limit: l.rule.Limit}
-		} else {
-			continue
+	if tx.limits == nil {
+		tx.counters = make([]state.Counter, 0, len(p.limits))
+		tx.limits = make([]limit, 0, len(p.limits))
+		for _, l := range p.limits {
+			var c state.Counter
+			if l.rule == nil {
+				c = state.Counter{Key: CapKey, Window: p.cfg.Cap.Window}
+			} else if !exempt {
+				c = state.Counter{Key: l.rule.Key(tx.Account.Name), Window: l.rule.Window, Limit: l.rule.Limit}
+			} else {
+				continue
+			}
+			c.Soft = l.soft
+			tx.counters = append(tx.counters, c)
+			tx.limits = append(tx.limits, l)
 		}
-		c.Soft = l.soft
-		counters = append(counters, c)
-		limits = append(limits, l)
+	}
+	counters, limits := tx.counters, tx.limits
+	for i, l := range limits {
+		if l.rule == nil {
+			counters[i].Limit = p.cfg.Cap.LimitAt(now)
+		}
 	}
 	d.Reason = ReasonWithinLimits
 	if exempt {
@@ -297,10 +314,7 @@ func (e *Engine) recipient(ctx context.Context, tx *Transaction, rcpt string, no
 		return d
 	}
 	tx.held = append(tx.held, out.Reservation)
-	if tx.seen == nil {
-		tx.seen = make(map[string]bool)
-	}
-	tx.seen[key] = true
+	tx.count(key)
 	if len(out.OverSoft) > 0 {
 		l := limits[out.OverSoft[0]]
 		d.Monitor = true
@@ -403,6 +417,33 @@ func (e *Engine) Abort(ctx context.Context, tx *Transaction) error {
 		}
 	}
 	tx.held = tx.held[:0]
-	tx.seen = nil
+	tx.seen, tx.seenMap = nil, nil
 	return errors.Join(errs...)
+}
+
+// seenListMax is how many counted recipients a transaction keeps in a list
+// before it switches to a map: most messages have a few.
+const seenListMax = 16
+
+func (tx *Transaction) counted(rcpt string) bool {
+	if tx.seenMap != nil {
+		return tx.seenMap[rcpt]
+	}
+	return slices.Contains(tx.seen, rcpt)
+}
+
+func (tx *Transaction) count(rcpt string) {
+	switch {
+	case tx.seenMap != nil:
+		tx.seenMap[rcpt] = true
+	case len(tx.seen) < seenListMax:
+		tx.seen = append(tx.seen, rcpt)
+	default:
+		tx.seenMap = make(map[string]bool, 2*seenListMax)
+		for _, r := range tx.seen {
+			tx.seenMap[r] = true
+		}
+		tx.seenMap[rcpt] = true
+		tx.seen = nil
+	}
 }

@@ -185,6 +185,28 @@ func TestDuplicateRecipientCountsOnce(t *testing.T) {
 	}
 }
 
+// Past the short list a transaction keeps, duplicates are still found.
+func TestDuplicatesAmongManyRecipients(t *testing.T) {
+	s := memory.New()
+	e := policy.NewEngine(policy.Config{Rules: []policy.Rule{hourly(100)}}, fakeDetector{}, s)
+	var rcpts []string
+	for i := range 40 {
+		rcpts = append(rcpts, fmt.Sprintf("r%d@outlook.com", i))
+	}
+	for i := range 40 {
+		rcpts = append(rcpts, fmt.Sprintf("R%d@OUTLOOK.com", i))
+	}
+	ds, _ := send(e, "alice", rcpts...)
+	for i, d := range ds {
+		if dup := d.Reason == policy.ReasonDuplicate; dup != (i >= 40) {
+			t.Errorf("recipient %d %s: %s", i, rcpts[i], d.Reason)
+		}
+	}
+	if got := usage(t, s, "rate/hourly/alice", time.Hour); got != 40 {
+		t.Errorf("alice used %d, want 40", got)
+	}
+}
+
 func TestStateFailure(t *testing.T) {
 	for _, failOpen := range []bool{false, true} {
 		e := policy.NewEngine(policy.Config{Rules: []policy.Rule{hourly(10)}, AcceptOnStateFailure: failOpen}, fakeDetector{}, failingStore{})

@@ -41,7 +41,8 @@ func (e *Engine) standing(ctx context.Context, p *params, account string, now ti
 		case flagged && f.Action == FlagCleared:
 			floor = f.Since
 		case flagged:
-			st.Flagged, st.Manual = true, &f
+			manual := f
+			st.Flagged, st.Manual = true, &manual
 			st.Action = RuleDefer
 			if f.Action == "reject" {
 				st.Action = RuleReject
