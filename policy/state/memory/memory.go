@@ -87,13 +87,14 @@ func (c *counter) add(now time.Time, n int64) {
 func (c *counter) idle() bool { return c.total == 0 && c.reserved == 0 }
 
 type reservation struct {
-	keys []string
+	keys     []string
+	counters []*counter
 }
 
 // Store is the in-memory backend. The zero value is not usable; call New.
 type Store struct {
 	mu       sync.Mutex
-	counters map[string]*counter
+	counters *state.KeyTable[counter]
 	pending  map[uint64]reservation
 	nextID   uint64
 
@@ -125,7 +126,7 @@ var (
 // New returns an empty store.
 func New() *Store {
 	return &Store{
-		counters: make(map[string]*counter),
+		counters: state.NewKeyTable[counter](),
 		pending:  make(map[uint64]reservation),
 		reports:  make(map[string]bool),
 		attrib:   make(map[string]attribution),
@@ -133,10 +134,10 @@ func New() *Store {
 }
 
 func (s *Store) get(key string, window time.Duration, now time.Time) *counter {
-	c, ok := s.counters[key]
+	c, ok := s.counters.Get(key)
 	if !ok {
 		c = &counter{window: window}
-		s.counters[key] = c
+		s.counters.Put(key, c)
 		return c
 	}
 	if c.window != window {
@@ -163,17 +164,17 @@ func (s *Store) Reserve(_ context.Context, counters []state.Counter, now time.Ti
 		}
 	}
 	out := state.Outcome{Admitted: true, Blocked: -1}
-	keys := make([]string, len(counters))
+	res := reservation{keys: make([]string, len(counters)), counters: make([]*counter, len(counters))}
 	for i, k := range counters {
 		c := s.get(k.Key, k.Window, now)
 		c.reserved++
-		keys[i] = k.Key
+		res.keys[i], res.counters[i] = k.Key, c
 		if k.Soft && c.total+c.reserved > k.Limit {
 			out.OverSoft = append(out.OverSoft, i)
 		}
 	}
 	s.nextID++
-	s.pending[s.nextID] = reservation{keys: keys}
+	s.pending[s.nextID] = res
 	out.Reservation = state.Reservation{ID: s.nextID}
 	return out, nil
 }
@@ -195,8 +196,7 @@ func (s *Store) CommitAll(_ context.Context, rs []state.Reservation, now time.Ti
 	for _, r := range rs {
 		res := s.pending[r.ID]
 		delete(s.pending, r.ID)
-		for _, key := range res.keys {
-			c := s.counters[key]
+		for _, c := range res.counters {
 			c.reserved--
 			c.trim(now)
 			c.add(now, 1)
@@ -214,10 +214,9 @@ func (s *Store) Release(_ context.Context, r state.Reservation) error {
 		return fmt.Errorf("releasing reservation %d: %w", r.ID, state.ErrUnknownReservation)
 	}
 	delete(s.pending, r.ID)
-	for _, key := range res.keys {
-		c := s.counters[key]
+	for i, c := range res.counters {
 		c.reserved--
-		s.dropIfIdle(key, c)
+		s.dropIfIdle(res.keys[i], c)
 	}
 	return nil
 }
@@ -226,7 +225,7 @@ func (s *Store) Release(_ context.Context, r state.Reservation) error {
 func (s *Store) Usage(_ context.Context, key string, window time.Duration, now time.Time) (state.Usage, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	c, ok := s.counters[key]
+	c, ok := s.counters.Get(key)
 	if !ok {
 		return state.Usage{}, nil
 	}
@@ -240,10 +239,13 @@ func (s *Store) Usage(_ context.Context, key string, window time.Duration, now t
 func (s *Store) Expire(_ context.Context, now time.Time) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for key, c := range s.counters {
+	s.counters.Range(func(k state.Key, c *counter) bool {
 		c.trim(now)
-		s.dropIfIdle(key, c)
-	}
+		if c.idle() {
+			s.counters.DeleteKey(k)
+		}
+		return true
+	})
 	return nil
 }
 
@@ -251,12 +253,15 @@ func (s *Store) Expire(_ context.Context, now time.Time) error {
 func (s *Store) Len() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return len(s.counters)
+	return s.counters.Len()
 }
 
+// dropIfIdle forgets an idle key. A key is held by one counter at a time:
+// a reservation's counter is the key's until the key is dropped, which
+// happens only once nothing is reserved against it.
 func (s *Store) dropIfIdle(key string, c *counter) {
 	if c.idle() {
-		delete(s.counters, key)
+		s.counters.Delete(key)
 	}
 }
 
@@ -289,13 +294,14 @@ func (s *Store) ListFlags(_ context.Context) ([]state.Flag, error) {
 func (s *Store) Scan(_ context.Context, prefix string, now time.Time) ([]state.KeyUsage, error) {
 	s.mu.Lock()
 	var out []state.KeyUsage
-	for key, c := range s.counters {
-		if !strings.HasPrefix(key, prefix) {
-			continue
+	s.counters.Range(func(k state.Key, c *counter) bool {
+		if !k.HasPrefix(prefix) {
+			return true
 		}
 		c.trim(now)
-		out = append(out, state.KeyUsage{Key: key, Window: c.window, Usage: state.Usage{Committed: c.total, Reserved: c.reserved}})
-	}
+		out = append(out, state.KeyUsage{Key: k.String(), Window: c.window, Usage: state.Usage{Committed: c.total, Reserved: c.reserved}})
+		return true
+	})
 	s.mu.Unlock()
 	slices.SortFunc(out, func(a, b state.KeyUsage) int { return strings.Compare(a.Key, b.Key) })
 	return out, nil
