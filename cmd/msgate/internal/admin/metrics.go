@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -16,7 +17,23 @@ type Metrics struct {
 	reg       *prometheus.Registry
 	decisions *prometheus.CounterVec
 	latency   *prometheus.HistogramVec
+	// The children of decisions and latency met so far: a label set
+	// resolved once, not hashed and checked on every decision.
+	counters sync.Map // decisionLabels -> prometheus.Counter
+	stages   sync.Map // stage -> prometheus.Observer
 }
+
+type decisionLabels struct {
+	stage   string
+	verdict policy.Verdict
+	reason  policy.Reason
+	monitor bool
+}
+
+const decisionsHelp = "Decisions by stage (recipient, end-of-message), action (accept, defer, reject, hold), " +
+	"reason (not-microsoft, null-sender, exempt, within-limits, rate-limit, daily-cap, account-flagged, " +
+	"dns-failure, state-failure, duplicate-recipient, message-accepted, message-refused) and " +
+	"would_have_acted (true for monitor rules past their limit)."
 
 // NewMetrics registers the metrics. capUsage reports the cap's use and
 // limit when scraped; det and sessions feed the detection and session
@@ -28,10 +45,7 @@ func NewMetrics(capUsage func() (used, limit float64), det func() detect.Stats, 
 		reg: reg,
 		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "msgate_decisions_total",
-			Help: "Decisions by stage (recipient, end-of-message), action (accept, defer, reject, hold), " +
-				"reason (not-microsoft, null-sender, exempt, within-limits, rate-limit, daily-cap, account-flagged, " +
-				"dns-failure, state-failure, duplicate-recipient, message-accepted, message-refused) and " +
-				"would_have_acted (true for monitor rules past their limit).",
+			Help: decisionsHelp,
 		}, []string{"stage", "action", "reason", "would_have_acted"}),
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "msgate_decision_duration_seconds",
@@ -69,10 +83,19 @@ func NewMetrics(capUsage func() (used, limit float64), det func() detect.Stats, 
 
 // Observe records one decision; it fits milter.Options.Observe.
 func (m *Metrics) Observe(stage string, d policy.Decision, took time.Duration) {
-	would := "false"
-	if d.Monitor {
-		would = "true"
+	key := decisionLabels{stage, d.Verdict, d.Reason, d.Monitor}
+	c, ok := m.counters.Load(key)
+	if !ok {
+		would := "false"
+		if d.Monitor {
+			would = "true"
+		}
+		c, _ = m.counters.LoadOrStore(key, m.decisions.WithLabelValues(stage, d.Verdict.String(), string(d.Reason), would))
 	}
-	m.decisions.WithLabelValues(stage, d.Verdict.String(), string(d.Reason), would).Inc()
-	m.latency.WithLabelValues(stage).Observe(took.Seconds())
+	c.(prometheus.Counter).Inc()
+	o, ok := m.stages.Load(stage)
+	if !ok {
+		o, _ = m.stages.LoadOrStore(stage, m.latency.WithLabelValues(stage))
+	}
+	o.(prometheus.Observer).Observe(took.Seconds())
 }
