@@ -345,7 +345,7 @@ func TestMemoryPerAttribution(t *testing.T) {
 		ids[i] = postfixID(i)
 	}
 	var m0, m1 runtime.MemStats
-	runtime.GC()
+	settle()
 	runtime.ReadMemStats(&m0)
 	s := open(t, opts)
 	start := time.Now()
@@ -366,18 +366,18 @@ func TestMemoryPerAttribution(t *testing.T) {
 	if err := s.Checkpoint(); err != nil {
 		t.Fatal(err)
 	}
-	runtime.GC()
+	settle()
 	runtime.ReadMemStats(&m1)
 	live := (float64(m1.HeapAlloc) - float64(m0.HeapAlloc)) / float64(n)
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	runtime.GC()
+	settle()
 	runtime.ReadMemStats(&m0)
 	start = time.Now()
 	s = open(t, opts)
 	load := time.Since(start)
-	runtime.GC()
+	settle()
 	runtime.ReadMemStats(&m1)
 	loaded := (float64(m1.HeapAlloc) - float64(m0.HeapAlloc)) / float64(n)
 	if _, _, ok, _ := s.Attribute(ctx, ids[n-1]); !ok {
