@@ -241,60 +241,56 @@ func walApplied(meta *bolt.Bucket) uint64 {
 	return 0
 }
 
-// recoverWAL replays, in epoch order, the epochs of the log that the file
-// has not applied, each in its own transaction, and returns the last epoch
-// the log holds. With fresh (a state file without a log until now), what
-// the log files hold belongs to no state file: it is marked applied
-// instead, so that it is never replayed.
-func (s *Store) recoverWAL(applied uint64, fresh bool) (uint64, error) {
-	type found struct {
-		epoch uint64
-		recs  [][]byte
-	}
-	var eps []found
-	last := applied
+// logEpoch is an epoch found in a log file, and its records.
+type logEpoch struct {
+	epoch uint64
+	recs  [][]byte
+}
+
+// readLog returns the epochs the log files hold, in epoch order, and the
+// largest (0 when none). A file whose first record is torn holds none: it
+// was never acknowledged.
+func (s *Store) readLog() ([]logEpoch, uint64, error) {
+	var eps []logEpoch
+	var last uint64
 	for i, f := range s.wal.files {
 		fi, err := f.Stat()
 		if err != nil {
-			return 0, err
+			return nil, 0, err
 		}
 		buf := make([]byte, fi.Size())
 		if _, err := f.ReadAt(buf, 0); err != nil && err != io.EOF {
-			return 0, fmt.Errorf("reading %s: %w", walName(s.path, i), err)
+			return nil, 0, fmt.Errorf("reading %s: %w", walName(s.path, i), err)
 		}
 		e := walEpoch(buf)
 		if e == 0 || e%2 != uint64(i) {
 			continue
 		}
-		recs, _ := scanWAL(buf, e)
-		if len(recs) == 0 {
-			continue // its first record was torn: never acknowledged
+		if recs, _ := scanWAL(buf, e); len(recs) > 0 {
+			eps = append(eps, logEpoch{e, recs})
+			last = max(last, e)
 		}
-		eps = append(eps, found{e, recs})
-		last = max(last, e)
 	}
-	if fresh {
-		if last == applied {
-			return last, nil
-		}
-		return last, s.db.Update(func(tx *bolt.Tx) error {
-			return tx.Bucket(bucketMeta).Put(keyWALApplied, binary.BigEndian.AppendUint64(nil, last))
-		})
-	}
-	slices.SortFunc(eps, func(a, b found) int { return cmp.Compare(a.epoch, b.epoch) })
+	slices.SortFunc(eps, func(a, b logEpoch) int { return cmp.Compare(a.epoch, b.epoch) })
+	return eps, last, nil
+}
+
+// replayLog applies, in order and each in its own transaction, the epochs
+// that the file has not applied. They must follow applied without a gap.
+func (s *Store) replayLog(eps []logEpoch, applied uint64) error {
 	next := applied + 1
 	for _, ep := range eps {
 		if ep.epoch < next {
 			continue // applied already; the file is to be reused
 		}
 		if ep.epoch != next {
-			return 0, fmt.Errorf("the log %s starts at epoch %d, but the state file has applied epochs up to %d only: epoch %d is missing (is the log this state file's?)",
+			return fmt.Errorf("the log %s holds epoch %d, but the state file has applied epochs up to %d only: epoch %d is missing (is the log this state file's?)",
 				walName(s.path, int(ep.epoch%2)), ep.epoch, applied, next)
 		}
 		if err := s.apply(ep.epoch, ep.recs); err != nil {
-			return 0, fmt.Errorf("replaying epoch %d of the log %s: %w", ep.epoch, walName(s.path, int(ep.epoch%2)), err)
+			return fmt.Errorf("replaying epoch %d of the log %s: %w", ep.epoch, walName(s.path, int(ep.epoch%2)), err)
 		}
 		next++
 	}
-	return last, nil
+	return nil
 }

@@ -2,6 +2,7 @@ package embedded
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
@@ -276,22 +277,36 @@ func (s *Store) closeFiles() error {
 	return first
 }
 
-// load creates the layout of a new file, or checks it; opens the log,
-// creating it when missing, and replays into the file what the log holds
-// that the file has not applied; then reads the file into memory. Records
+// load opens the log, creating it when missing; creates the layout of a
+// new file, or checks it; replays into the file what the log holds that the
+// file has not applied; then reads the file into memory. Records
 // that expired while the daemon was down are deleted.
 func (s *Store) load(opts Options, now time.Time) error {
+	for i := range s.wal.files {
+		f, err := openWAL(walName(s.path, i), opts.walSize, opts.openFile, opts.NoSync)
+		if err != nil {
+			return fmt.Errorf("opening the log: %w", err)
+		}
+		s.wal.files[i] = f
+	}
+	eps, last, err := s.readLog()
+	if err != nil {
+		return err
+	}
 	var applied uint64
-	fresh := false // no log came with the file
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	err = s.db.Update(func(tx *bolt.Tx) error {
 		meta, err := tx.CreateBucketIfNotExists(bucketMeta)
 		if err != nil {
 			return err
 		}
 		switch v := meta.Get(keyFormat); {
 		case v == nil, string(v) == "1":
-			fresh = true
+			// No log came with this file: what the log files hold, if
+			// anything, is another state file's, never to be replayed.
 			if err := meta.Put(keyFormat, []byte(format)); err != nil {
+				return err
+			}
+			if err := meta.Put(keyWALApplied, binary.BigEndian.AppendUint64(nil, last)); err != nil {
 				return err
 			}
 		case string(v) != format:
@@ -308,17 +323,10 @@ func (s *Store) load(opts Options, now time.Time) error {
 	if err != nil {
 		return err
 	}
-	for i := range s.wal.files {
-		f, err := openWAL(walName(s.path, i), opts.walSize, opts.openFile, opts.NoSync)
-		if err != nil {
-			return fmt.Errorf("opening the log: %w", err)
-		}
-		s.wal.files[i] = f
-	}
-	last, err := s.recoverWAL(applied, fresh)
-	if err != nil {
+	if err := s.replayLog(eps, applied); err != nil {
 		return err
 	}
+	last = max(last, applied)
 	s.ckpt.applied = last
 	s.wal.epoch = last + 1
 	if err := s.loadFlags(); err != nil {

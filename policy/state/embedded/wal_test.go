@@ -566,3 +566,80 @@ func TestCheckpointMatchesMirror(t *testing.T) {
 		t.Errorf("file %v, memory %v", disk, mem)
 	}
 }
+
+// Log files left beside a state file that is gone belong to no state file:
+// a new state file does not replay them, and its epochs start after theirs.
+func TestNewStateFileIgnoresOldLog(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state.db")
+	s := openT(t, Options{Path: path})
+	for range 3 {
+		if err := commitT(t, s, "k", walT0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	old := s.wal.epoch
+	if err := s.Abandon(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	s = openT(t, Options{Path: path})
+	if got := committed(t, s, "k"); got != 0 {
+		t.Errorf("%d units in a new state file, want 0", got)
+	}
+	if s.wal.epoch != old+1 {
+		t.Errorf("writing epoch %d, want %d: after the old log's", s.wal.epoch, old+1)
+	}
+	if err := commitT(t, s, "k", walT0); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Abandon(); err != nil {
+		t.Fatal(err)
+	}
+	s = openT(t, Options{Path: path})
+	defer s.Close()
+	if got := committed(t, s, "k"); got != 1 {
+		t.Errorf("%d units after a crash, want 1", got)
+	}
+}
+
+// A state file of format 1 (no log) is read as it was and upgraded.
+func TestOpenFormat1(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state.db")
+	db, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sr := series{window: time.Hour, buckets: []bucket{{idx: state.BucketOf(walT0, time.Hour), count: 4}}}
+	if err := db.Update(func(tx *bolt.Tx) error {
+		meta, err := tx.CreateBucket(bucketMeta)
+		if err != nil {
+			return err
+		}
+		if err := meta.Put(keyFormat, []byte("1")); err != nil {
+			return err
+		}
+		cb, err := tx.CreateBucket(bucketCounters)
+		if err != nil {
+			return err
+		}
+		return cb.Put([]byte("k"), sr.encode())
+	}); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	s := openT(t, Options{Path: path})
+	defer s.Close()
+	if got := committed(t, s, "k"); got != 4 {
+		t.Errorf("%d units from a format 1 file, want 4", got)
+	}
+	var f string
+	s.db.View(func(tx *bolt.Tx) error {
+		f = string(tx.Bucket(bucketMeta).Get(keyFormat))
+		return nil
+	})
+	if f != format {
+		t.Errorf("format %q after Open, want %q", f, format)
+	}
+}
