@@ -137,9 +137,9 @@ type Store struct {
 	stop   chan struct{}
 	exited chan struct{}
 
-	// Attributions waiting for a transaction, under qmu. attrWake tells
-	// the writer the queue is no longer empty, so that it writes them
-	// attrDelay later.
+	// Attributions waiting for the writer's next write, under qmu.
+	// attrWake tells the writer the queue is no longer empty, so that it
+	// writes them attrDelay later if no commit comes first.
 	attrQueue []attrRec
 	attrWake  chan struct{}
 	attrDelay time.Duration
@@ -442,7 +442,7 @@ func (s *Store) Reserve(_ context.Context, counters []state.Counter, now time.Ti
 }
 
 // Commit implements state.Store: it returns nil only once the unit is on
-// disk (fsync'd). Until then the unit stays reserved, so it holds its place
+// disk (in the log, fdatasync'd). Until then the unit stays reserved, so it holds its place
 // under every limit. When the write fails the reservation is released and
 // the error wraps state.ErrUnavailable. When ctx ends first, Commit returns
 // an error wrapping both state.ErrUnavailable and ctx.Err(), but the write
