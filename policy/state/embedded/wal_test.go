@@ -22,10 +22,16 @@ import (
 
 var walT0 = time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
 
+// openT opens a store whose epochs are sealed by size or on demand only,
+// not by the clock: the tests read the writer's place in the log between
+// commits.
 func openT(t *testing.T, opts Options) *Store {
 	t.Helper()
 	if opts.Now == nil {
 		opts.Now = func() time.Time { return walT0 }
+	}
+	if opts.ckptAfter == 0 {
+		opts.ckptAfter = time.Hour
 	}
 	s, err := Open(opts)
 	if err != nil {
@@ -475,10 +481,10 @@ func TestLogRecycling(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	epochs := s.wal.epoch
 	if err := s.Abandon(); err != nil {
 		t.Fatal(err)
 	}
+	epochs := s.wal.epoch // the writer has exited
 	for i := range 2 {
 		if fi, err := os.Stat(walName(path, i)); err != nil || fi.Size() < 4<<10 {
 			t.Fatalf("log %d: %v %v", i, fi, err)
