@@ -19,8 +19,9 @@ var bucketAttribs = []byte("attributions")
 const maxAttribID = 255
 
 // maxPendingAttribs bounds the attributions waiting for the writer. It is
-// only reached when transactions keep failing: Remember then still records
-// in memory but reports that the attribution will not outlive the process.
+// only reached when writes to the log keep failing: Remember then still
+// records in memory but reports that the attribution will not outlive the
+// process.
 const maxPendingAttribs = 1 << 17
 
 // attrFlushAt is how many queued attributions make the writer write them
@@ -44,15 +45,17 @@ func appendAttribKey(buf []byte, at int64, id string) []byte {
 
 // Remember implements state.Attributions. It records in memory and queues
 // the attribution for the writer, and never waits for the disk. The writer
-// writes the queue Options.AttributionDelay after it stopped being empty,
-// in the transaction of the commits at hand or in one of its own, or as
-// soon as attrFlushAt attributions wait: no fsync of its own per Remember,
-// and a crash (kill -9, power loss) loses the attributions of about the
-// last AttributionDelay, never anything else. They are only the fallback
-// for reports whose stamp was stripped.
+// takes the whole queue along with its next write to the log, which the
+// next commit makes; when no commit comes, it writes the queue alone
+// Options.AttributionDelay after it stopped being empty, or as soon as
+// attrFlushAt attributions wait, without an fdatasync of their own. So no
+// Remember costs an fsync, and a crash loses at most the attributions not
+// yet written (kill -9) or not yet flushed by a commit's fdatasync (power
+// loss), never anything else. They are only the fallback for reports whose
+// stamp was stripped.
 //
 // The id must be 1 to 255 bytes long. Remembering an id again replaces
-// what was remembered of it. When the writer fails and 131,072
+// what was remembered of it. When the writes fail and 131,072
 // attributions wait, Remember still records in memory but returns an error
 // wrapping state.ErrUnavailable: that one will not survive a restart.
 func (s *Store) Remember(_ context.Context, id, account string, at time.Time) error {
@@ -177,44 +180,8 @@ func (s *Store) deleteBefore(ctx context.Context, bucket, cut []byte) error {
 	}
 }
 
-// putAttribs writes queued attributions in the writer's transaction. Their
-// keys and values are laid out in s.attrBuf, which only the writer uses:
-// bbolt needs them until the transaction ends.
-func (s *Store) putAttribs(tx *bolt.Tx, attrs []attrRec) error {
-	cut := s.attrCut.Load()
-	need := 0
-	for _, a := range attrs {
-		need += 8 + len(a.id) + len(a.account)
-	}
-	buf := s.attrBuf[:0]
-	switch {
-	case need > 1<<16:
-		buf = make([]byte, 0, need) // a burst's: not kept
-	case cap(buf) < need:
-		s.attrBuf = make([]byte, 0, 1<<16)
-		buf = s.attrBuf
-	}
-	b := tx.Bucket(bucketAttribs)
-	// Keys come mostly in ascending order (time first): full pages, as a
-	// split at half a page would leave every page half empty.
-	b.FillPercent = 0.95
-	for _, a := range attrs {
-		if a.at < cut {
-			continue // forgotten while it waited
-		}
-		k := len(buf)
-		buf = appendAttribKey(buf, a.at, a.id)
-		v := len(buf)
-		buf = append(buf, a.account...)
-		if err := b.Put(buf[k:v:v], buf[v:len(buf):len(buf)]); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
 // requeueAttribs puts back, ahead of those queued since, attributions whose
-// transaction failed. Past maxPendingAttribs the oldest are dropped: they
+// write failed. Past maxPendingAttribs the oldest are dropped: they
 // stay in memory but will not outlive the process.
 func (s *Store) requeueAttribs(attrs []attrRec) {
 	s.qmu.Lock()

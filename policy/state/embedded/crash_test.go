@@ -18,8 +18,13 @@ import (
 	"github.com/msgate/msgate/policy/state/embedded"
 )
 
-// crashEnv switches the test binary into the child of TestCrash.
-const crashEnv = "MSGATE_EMBEDDED_CRASH_CHILD"
+// crashEnv switches the test binary into the child of TestCrash;
+// crashSmallEnv makes the child's log seal an epoch every 2 KiB, so that
+// the kill is likely to land in a checkpoint.
+const (
+	crashEnv      = "MSGATE_EMBEDDED_CRASH_CHILD"
+	crashSmallEnv = "MSGATE_EMBEDDED_CRASH_SMALL_EPOCHS"
+)
 
 const crashWorkers = 8
 
@@ -40,7 +45,11 @@ func crashAccount(g int) string { return fmt.Sprintf("worker%d@example.com", g) 
 // for those. Another goroutine adds complaints one after the other and
 // prints "complaint N" after AddComplaint of report rN returned true.
 func crashChild(path string) {
-	s, err := embedded.Open(embedded.Options{Path: path, Now: at(t0)})
+	openStore := embedded.Open
+	if os.Getenv(crashSmallEnv) != "" {
+		openStore = embedded.OpenSmallEpochs
+	}
+	s, err := openStore(embedded.Options{Path: path, Now: at(t0)})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
@@ -100,14 +109,25 @@ func crashChild(path string) {
 // printed) or not (still reserved, or being written). So per worker,
 // acked <= counted <= acked+1, and for the counter all workers share,
 // acked <= counted <= acked+workers.
+//
+// Commits reach the file through the log: the default run is killed
+// before any checkpoint, so Open replays what the log holds; with small
+// epochs, checkpoints run all the time and the kill often lands in one.
 func TestCrash(t *testing.T) {
 	if path := os.Getenv(crashEnv); path != "" {
 		crashChild(path)
 		return
 	}
+	t.Run("default", func(t *testing.T) { testCrash(t, nil, 500) })
+	t.Run("small-epochs", func(t *testing.T) { testCrash(t, []string{crashSmallEnv + "=1"}, 3000) })
+}
+
+// testCrash runs the child with env added until it acknowledged at least
+// commits units, kills it and checks its file.
+func testCrash(t *testing.T, env []string, commits int64) {
 	path := filepath.Join(t.TempDir(), "state.db")
 	cmd := exec.Command(os.Args[0], "-test.run=^TestCrash$")
-	cmd.Env = append(os.Environ(), crashEnv+"="+path)
+	cmd.Env = append(append(os.Environ(), crashEnv+"="+path), env...)
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	stdout, err := cmd.StdoutPipe()
@@ -138,7 +158,7 @@ func TestCrash(t *testing.T) {
 	}
 	lines := bufio.NewScanner(stdout)
 	deadline := time.Now().Add(30 * time.Second)
-	for (total < 500 || complaints < 20) && time.Now().Before(deadline) && lines.Scan() {
+	for (total < commits || complaints < 20) && time.Now().Before(deadline) && lines.Scan() {
 		count(lines.Text())
 	}
 	if err := cmd.Process.Kill(); err != nil { // SIGKILL, to this pid only
@@ -161,6 +181,7 @@ func TestCrash(t *testing.T) {
 
 	s := open(t, embedded.Options{Path: path, Now: at(t0)})
 	defer s.Close()
+	t.Logf("the log resumes at epoch %d", s.LogEpoch())
 	for g := range crashWorkers {
 		cs := crashCounters(g)
 		got := usage(t, s, cs[0].Key, cs[0].Window, t0).Committed

@@ -1,6 +1,10 @@
 package embedded
 
-import bolt "go.etcd.io/bbolt"
+import (
+	"context"
+
+	bolt "go.etcd.io/bbolt"
+)
 
 // DiskKeys counts the counter records in the file.
 func (s *Store) DiskKeys() (int, error) {
@@ -40,3 +44,24 @@ func (s *Store) PendingAttributions() int {
 	defer s.qmu.Unlock()
 	return len(s.attrQueue)
 }
+
+// Checkpoint seals the log's active epoch and waits until the file holds
+// everything the log held.
+func (s *Store) Checkpoint() error { return s.checkpoint(context.Background()) }
+
+// Abandon stops the store as a crash would leave its files: what is
+// written to the log stays there, unapplied, for the next Open to replay.
+func (s *Store) Abandon() error { return s.close(false) }
+
+// OpenSmallEpochs opens the store with epochs sealed every 2 KiB of log and
+// log files of 16 KiB, so that checkpoints run all the time and the files
+// are reused and grow (TestCrash).
+func OpenSmallEpochs(opts Options) (*Store, error) {
+	opts.ckptBytes = 2 << 10
+	opts.walSize = 16 << 10
+	return Open(opts)
+}
+
+// LogEpoch is the epoch the writer is writing; read it before anything
+// is written (the writer changes it).
+func (s *Store) LogEpoch() uint64 { return s.wal.epoch }

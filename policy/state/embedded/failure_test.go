@@ -5,32 +5,47 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/msgate/msgate/policy/state"
 )
 
-// TestDiskFailure closes the file under the store, so that writes fail as
+// TestDiskFailure closes the files under the store, so that writes fail as
 // they would on a dead disk: Commit must say the backend is unavailable and
-// the unit must not be counted.
+// the unit must not be counted. The log fails commits; the file fails the
+// writes that go to it directly (complaints).
 func TestDiskFailure(t *testing.T) {
 	ctx := context.Background()
 	now := time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
-	var file *os.File
+	var mu sync.Mutex
+	files := map[string]*os.File{} // by base name
 	s, err := Open(Options{
 		Path: filepath.Join(t.TempDir(), "state.db"),
 		Now:  func() time.Time { return now },
 		openFile: func(name string, flag int, perm os.FileMode) (*os.File, error) {
 			f, err := os.OpenFile(name, flag, perm)
-			file = f
+			mu.Lock()
+			files[filepath.Base(name)] = f
+			mu.Unlock()
 			return f, err
 		},
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer s.Close() // fails too: the file is gone
+	defer s.Close() // fails too: the files are gone
+	closeFile := func(name string) {
+		t.Helper()
+		mu.Lock()
+		defer mu.Unlock()
+		if f := files[name]; f == nil {
+			t.Fatalf("%s was not opened through openFile", name)
+		} else {
+			f.Close()
+		}
+	}
 	cs := []state.Counter{{Key: "k", Window: time.Hour, Limit: 2}}
 	reserve := func() state.Outcome {
 		t.Helper()
@@ -44,7 +59,8 @@ func TestDiskFailure(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	file.Close()
+	closeFile("state.db-wal.0")
+	closeFile("state.db-wal.1")
 	out := reserve()
 	err = s.Commit(ctx, out.Reservation, now)
 	if !errors.Is(err, state.ErrUnavailable) {
@@ -64,6 +80,7 @@ func TestDiskFailure(t *testing.T) {
 
 	// A complaint that could not be written is not recorded, not even as
 	// a known report.
+	closeFile("state.db")
 	c := state.Complaint{Account: "alice", ReportID: "r1", At: now}
 	for range 2 {
 		if added, err := s.AddComplaint(ctx, c); added || !errors.Is(err, state.ErrUnavailable) {
@@ -74,7 +91,7 @@ func TestDiskFailure(t *testing.T) {
 		t.Errorf("ComplaintsSince = %+v, %v; want nothing", got, err)
 	}
 	// An attribution is remembered in memory and stays queued for the
-	// file while transactions fail.
+	// log while writes fail.
 	if err := s.Remember(ctx, "4Q1", "alice", now); err != nil {
 		t.Errorf("Remember with the file closed: %v", err)
 	}
@@ -92,6 +109,6 @@ func TestDiskFailure(t *testing.T) {
 	queued := len(s.attrQueue)
 	s.qmu.Unlock()
 	if queued != 1 {
-		t.Errorf("%d attributions queued after a failed transaction, want 1", queued)
+		t.Errorf("%d attributions queued after a failed write, want 1", queued)
 	}
 }

@@ -105,7 +105,11 @@ func (s *series) sum() int64 {
 //	then per bucket: the index (varint for the first, uvarint delta from the
 //	previous one after that) and the uvarint count.
 func (s series) encode() []byte {
-	buf := make([]byte, 0, 2*binary.MaxVarintLen64+len(s.buckets)*6)
+	return s.appendTo(make([]byte, 0, 2*binary.MaxVarintLen64+len(s.buckets)*6))
+}
+
+// appendTo appends the record to buf.
+func (s *series) appendTo(buf []byte) []byte {
 	buf = binary.AppendUvarint(buf, uint64(s.window))
 	buf = binary.AppendUvarint(buf, uint64(len(s.buckets)))
 	var prev int64
@@ -127,6 +131,18 @@ var errCorrupt = errors.New("corrupt counter record")
 // memory, valid only inside its transaction.
 func decode(v []byte) (series, error) {
 	r := reader{buf: v}
+	s, err := readSeries(&r)
+	if err != nil {
+		return series{}, err
+	}
+	if len(r.buf) != 0 {
+		return series{}, fmt.Errorf("%w: %d trailing bytes", errCorrupt, len(r.buf))
+	}
+	return s, nil
+}
+
+// readSeries reads a record laid out by appendTo from r.
+func readSeries(r *reader) (series, error) {
 	s := series{window: time.Duration(r.uvarint())}
 	nb := r.uvarint()
 	if r.bad || s.window < 0 || nb > uint64(len(r.buf)) {
@@ -149,9 +165,6 @@ func decode(v []byte) (series, error) {
 		if r.bad || s.buckets[i].count <= 0 {
 			return series{}, errCorrupt
 		}
-	}
-	if len(r.buf) != 0 {
-		return series{}, fmt.Errorf("%w: %d trailing bytes", errCorrupt, len(r.buf))
 	}
 	return s, nil
 }
@@ -179,4 +192,16 @@ func (r *reader) varint() int64 {
 	}
 	r.buf = r.buf[n:]
 	return x
+}
+
+// bytes reads a length-prefixed byte string, without copying.
+func (r *reader) bytes() []byte {
+	n := r.uvarint()
+	if r.bad || n > uint64(len(r.buf)) {
+		r.bad = true
+		return nil
+	}
+	b := r.buf[:n:n]
+	r.buf = r.buf[n:]
+	return b
 }

@@ -2,6 +2,7 @@ package embedded
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
@@ -28,22 +29,31 @@ type Options struct {
 	// LockTimeout is how long Open waits for another process to let go of
 	// the file before failing. Zero means one second.
 	LockTimeout time.Duration
-	// NoSync skips fsync: commits are no longer durable. For benchmarks and
-	// tests that measure something else only.
+	// NoSync skips fsync and fdatasync, of the log and of the file:
+	// commits are no longer durable. For benchmarks and tests that measure
+	// something else only.
 	NoSync bool
 	// ExpireBatch is how many keys Expire and Scan examine per hold of the
 	// lock that decisions need, and how many records Expire deletes per
 	// transaction. Zero means 1024.
 	ExpireBatch int
 	// AttributionDelay is how long attributions (Remember) wait in memory
-	// before the writer writes them, in the transaction of the commits at
-	// hand or in one of its own: a crash loses those of the last
-	// AttributionDelay or so. Zero means 100ms.
+	// for a commit to carry them to the log before the writer writes them
+	// alone, without fdatasync. Zero means 100ms.
 	AttributionDelay time.Duration
 
-	// openFile replaces os.OpenFile (tests make the file fail under the
-	// store).
+	// openFile replaces os.OpenFile for the file and the log (tests make
+	// them fail under the store).
 	openFile func(string, int, os.FileMode) (*os.File, error)
+	// The log's size when created, how much of it makes the writer seal
+	// the epoch, and how long after its first record; zero means 4 MiB,
+	// 1 MiB and 5s (tests make epochs small).
+	walSize   int64
+	ckptBytes int64
+	ckptAfter time.Duration
+	// applyHook runs in each checkpoint's transaction, before wal_applied
+	// is set; an error aborts the transaction (tests).
+	applyHook func(epoch uint64) error
 }
 
 var (
@@ -52,8 +62,11 @@ var (
 	keyFormat      = []byte("format")
 )
 
-// format is the on-disk layout version, stored in the meta bucket.
-const format = "1"
+// format is the on-disk layout version, stored in the meta bucket. Format
+// 2 is format 1 with a log beside the file: a file of format 1 is upgraded
+// at Open, and a msgate that reads format 1 only refuses one that may
+// count on a log it would not read.
+const format = "2"
 
 // counter is the in-memory mirror of one key. Kept small: memory per tracked
 // account is bounded (see TestMemoryPerKey).
@@ -75,8 +88,8 @@ func (c *counter) idle() bool { return c.total == 0 && c.reserved == 0 }
 type unit struct {
 	key    string
 	c      *counter
-	window time.Duration // the window the unit is written under
-	idx    int64         // the bucket it was written to
+	window time.Duration // the window the unit is written under (set by write)
+	idx    int64         // the bucket it is written to (set by write)
 }
 
 // Store is the embedded durable backend. Make one with Open.
@@ -124,13 +137,26 @@ type Store struct {
 	stop   chan struct{}
 	exited chan struct{}
 
-	// Attributions waiting for a transaction, under qmu. attrWake tells
-	// the writer the queue is no longer empty, so that it writes them
-	// attrDelay later.
+	// Attributions waiting for the writer's next write, under qmu.
+	// attrWake tells the writer the queue is no longer empty, so that it
+	// writes them attrDelay later if no commit comes first.
 	attrQueue []attrRec
 	attrWake  chan struct{}
 	attrDelay time.Duration
-	attrBuf   []byte // the writer's: keys and values of attributions
+
+	// The log: the writer's (wal), and the checkpointer's, which applies
+	// the epochs the writer seals (ckptJobs) and tells it (ckptDone).
+	// forceCkpt asks the writer to seal the active epoch: it replies with
+	// the last epoch that holds records.
+	wal        wal
+	ckpt       ckptState
+	ckptJobs   chan ckptJob
+	ckptDone   chan struct{}
+	forceCkpt  chan chan uint64
+	ckptQuit   chan struct{}
+	ckptExited chan struct{}
+	ckptBuf    []byte // the checkpointer's, then Close's
+	applyHook  func(epoch uint64) error
 }
 
 var (
@@ -171,6 +197,18 @@ func Open(opts Options) (*Store, error) {
 	if opts.AttributionDelay <= 0 {
 		opts.AttributionDelay = 100 * time.Millisecond
 	}
+	if opts.walSize <= 0 {
+		opts.walSize = defaultWALSize
+	}
+	if opts.ckptBytes <= 0 {
+		opts.ckptBytes = defaultCkptBytes
+	}
+	if opts.ckptAfter <= 0 {
+		opts.ckptAfter = defaultCkptAfter
+	}
+	if opts.openFile == nil {
+		opts.openFile = os.OpenFile
+	}
 	db, err := bolt.Open(opts.Path, 0o600, &bolt.Options{
 		Timeout: opts.LockTimeout,
 		// The freelist is rebuilt by a scan at open instead of being
@@ -202,33 +240,79 @@ func Open(opts Options) (*Store, error) {
 		attrDelay:   opts.AttributionDelay,
 		stop:        make(chan struct{}),
 		exited:      make(chan struct{}),
+		ckpt:        ckptState{changed: make(chan struct{})},
+		ckptJobs:    make(chan ckptJob, 1),
+		ckptDone:    make(chan struct{}, 1),
+		forceCkpt:   make(chan chan uint64),
+		ckptQuit:    make(chan struct{}),
+		ckptExited:  make(chan struct{}),
+		applyHook:   opts.applyHook,
 	}
-	if err := s.load(opts.Now()); err != nil {
-		db.Close()
+	s.wal = wal{noSync: opts.NoSync, ckptBytes: opts.ckptBytes, ckptAfter: opts.ckptAfter, last: make(map[*counter]int64)}
+	s.attrCut.Store(math.MinInt64)
+	if err := s.load(opts, opts.Now()); err != nil {
+		s.closeFiles()
 		return nil, fmt.Errorf("opening state file %s: %w", opts.Path, err)
 	}
-	s.attrCut.Store(math.MinInt64)
 	go s.run()
+	go s.checkpointer()
 	return s, nil
 }
 
-// load creates the layout of a new file, or checks it and reads the
-// counters of an existing one. Records that expired while the daemon was
-// down are deleted.
-func (s *Store) load(now time.Time) error {
-	err := s.db.Update(func(tx *bolt.Tx) error {
+// closeFiles closes the log files and the file, and returns the first
+// error.
+func (s *Store) closeFiles() error {
+	var first error
+	for i, f := range s.wal.files {
+		if f == nil {
+			continue
+		}
+		if err := f.Close(); err != nil && first == nil {
+			first = fmt.Errorf("closing %s: %w", walName(s.path, i), err)
+		}
+	}
+	if err := s.db.Close(); err != nil && first == nil {
+		first = fmt.Errorf("closing state file %s: %w", s.path, err)
+	}
+	return first
+}
+
+// load opens the log, creating it when missing; creates the layout of a
+// new file, or checks it; replays into the file what the log holds that the
+// file has not applied; then reads the file into memory. Records
+// that expired while the daemon was down are deleted.
+func (s *Store) load(opts Options, now time.Time) error {
+	for i := range s.wal.files {
+		f, err := openWAL(walName(s.path, i), opts.walSize, opts.openFile, opts.NoSync)
+		if err != nil {
+			return fmt.Errorf("opening the log: %w", err)
+		}
+		s.wal.files[i] = f
+	}
+	eps, last, err := s.readLog()
+	if err != nil {
+		return err
+	}
+	var applied uint64
+	err = s.db.Update(func(tx *bolt.Tx) error {
 		meta, err := tx.CreateBucketIfNotExists(bucketMeta)
 		if err != nil {
 			return err
 		}
 		switch v := meta.Get(keyFormat); {
-		case v == nil:
+		case v == nil, string(v) == "1":
+			// No log came with this file: what the log files hold, if
+			// anything, is another state file's, never to be replayed.
 			if err := meta.Put(keyFormat, []byte(format)); err != nil {
+				return err
+			}
+			if err := meta.Put(keyWALApplied, binary.BigEndian.AppendUint64(nil, last)); err != nil {
 				return err
 			}
 		case string(v) != format:
 			return fmt.Errorf("state file format %q, this msgate reads %q", v, format)
 		}
+		applied = walApplied(meta)
 		for _, name := range [][]byte{bucketCounters, bucketFlags, bucketComplaints, bucketAttribs} {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return err
@@ -239,6 +323,12 @@ func (s *Store) load(now time.Time) error {
 	if err != nil {
 		return err
 	}
+	if err := s.replayLog(eps, applied); err != nil {
+		return err
+	}
+	last = max(last, applied)
+	s.ckpt.applied = last
+	s.wal.epoch = last + 1
 	if err := s.loadFlags(); err != nil {
 		return err
 	}
@@ -352,7 +442,7 @@ func (s *Store) Reserve(_ context.Context, counters []state.Counter, now time.Ti
 }
 
 // Commit implements state.Store: it returns nil only once the unit is on
-// disk (fsync'd). Until then the unit stays reserved, so it holds its place
+// disk (in the log, fdatasync'd). Until then the unit stays reserved, so it holds its place
 // under every limit. When the write fails the reservation is released and
 // the error wraps state.ErrUnavailable. When ctx ends first, Commit returns
 // an error wrapping both state.ErrUnavailable and ctx.Err(), but the write
@@ -384,9 +474,6 @@ func (s *Store) CommitAll(ctx context.Context, rs []state.Reservation, now time.
 			units = append(units, s.pending[r.ID]...)
 		}
 		delete(s.pending, r.ID)
-	}
-	for i := range units {
-		units[i].window = units[i].c.window
 	}
 	s.mu.Unlock()
 
@@ -477,7 +564,10 @@ type candidate struct {
 // Expire implements state.Expirer. It trims every counter in memory, drops
 // idle keys, and deletes the records of idle keys from the file. It holds
 // the mirror's lock for at most ExpireBatch keys at a time and never during
-// disk I/O, so decisions keep flowing while it runs.
+// disk I/O, so decisions keep flowing while it runs. Before it deletes
+// records it waits for a checkpoint to apply the log: a record is never
+// deleted while units for it wait in the log, which would bring it back
+// with nothing left in memory to delete it again.
 func (s *Store) Expire(ctx context.Context, now time.Time) error {
 	if s.closed.Load() {
 		return fmt.Errorf("expiring: %w", errClosed)
@@ -486,6 +576,9 @@ func (s *Store) Expire(ctx context.Context, now time.Time) error {
 	flush := func() error {
 		if len(cands) == 0 {
 			return nil
+		}
+		if err := s.checkpoint(ctx); err != nil {
+			return fmt.Errorf("expiring: %w", err)
 		}
 		deleted, err := s.deleteExpired(cands, now)
 		if err != nil {
@@ -574,9 +667,16 @@ func (s *Store) deleteExpired(cands []candidate, now time.Time) ([]bool, error) 
 }
 
 // Close implements state.Store. Commits and attributions already queued are
-// written first; later calls that write fail with an error wrapping
-// state.ErrUnavailable.
-func (s *Store) Close() error {
+// written first, then everything the log holds is applied to the file;
+// later calls that write fail with an error wrapping state.ErrUnavailable.
+// When that last checkpoint fails, Close says so, and the next Open
+// replays the log.
+func (s *Store) Close() error { return s.close(true) }
+
+// close stops the writer, then the checkpointer; with checkpoint, it
+// applies what the log holds that the file does not; then it closes the
+// files.
+func (s *Store) close(checkpoint bool) error {
 	s.qmu.Lock()
 	if s.closed.Swap(true) {
 		s.qmu.Unlock()
@@ -585,8 +685,30 @@ func (s *Store) Close() error {
 	s.qmu.Unlock()
 	close(s.stop)
 	<-s.exited
-	if err := s.db.Close(); err != nil {
-		return fmt.Errorf("closing state file %s: %w", s.path, err)
+	close(s.ckptQuit)
+	<-s.ckptExited
+	var err error
+	if checkpoint {
+		err = s.finalCheckpoint()
+	}
+	if cerr := s.closeFiles(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// finalCheckpoint applies the sealed epoch, if the checkpointer did not,
+// then the active one. The writer and the checkpointer have exited.
+func (s *Store) finalCheckpoint() error {
+	w := &s.wal
+	applied, _, _ := s.ckpt.get()
+	if w.sealed > applied {
+		if err := s.checkpointEpoch(w.sealed, w.sealedEnd); err != nil {
+			return err
+		}
+	}
+	if w.off > 0 {
+		return s.checkpointEpoch(w.epoch, w.off)
 	}
 	return nil
 }
