@@ -221,6 +221,8 @@ type conn struct {
 	idle, write time.Duration
 	closeOnce   sync.Once
 	br          *bufio.Reader
+	// deadline is the read deadline last set, reset when a wake moved it.
+	deadline time.Time
 	// splitWrites is set once the MTA is seen sending a macro packet in a
 	// write of its own (Sendmail, miltertest).
 	splitWrites bool
@@ -264,7 +266,14 @@ func (c *conn) read(p []byte) (int, error) {
 			}
 			deadline = time.Now().Add(idle)
 		}
-		c.Conn.SetReadDeadline(deadline)
+		// A deadline set a moment ago stands, so that most reads cost no
+		// timer update: the idle timeout then fires at most a tenth of
+		// itself (and at most a second) early.
+		slack := min(time.Second, c.idle/10)
+		if d := deadline.Sub(c.deadline); deadline.IsZero() != c.deadline.IsZero() || d < 0 || d >= slack {
+			c.Conn.SetReadDeadline(deadline)
+			c.deadline = deadline
+		}
 		if c.sess.srv.draining.Load() && !inMessage {
 			return 0, io.EOF
 		}
@@ -278,6 +287,7 @@ func (c *conn) read(p []byte) (int, error) {
 		// A read woken by Shutdown is retried: the loop returns EOF when
 		// the session is between messages and waits again otherwise.
 		if errors.Is(err, os.ErrDeadlineExceeded) && c.sess.srv.draining.Load() && c.sess.woken.Swap(false) {
+			c.deadline = time.Time{} // wake moved it
 			continue
 		}
 		return n, err

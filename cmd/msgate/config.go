@@ -40,7 +40,7 @@ func loadConfig(path string) (cfg *config.Config, source string, err error) {
 func newLogger(format string, level zap.AtomicLevel, w io.Writer) *zap.Logger {
 	encCfg := zap.NewProductionEncoderConfig()
 	encCfg.TimeKey = "ts"
-	encCfg.EncodeTime = zapcore.ISO8601TimeEncoder
+	encCfg.EncodeTime = isoTime
 	var enc zapcore.Encoder
 	if format == "console" {
 		encCfg.EncodeLevel = zapcore.CapitalLevelEncoder
