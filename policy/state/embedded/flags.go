@@ -85,21 +85,29 @@ func (s *Store) Scan(ctx context.Context, prefix string, now time.Time) ([]state
 	var out []state.KeyUsage
 	s.mu.Lock()
 	seen := 0
+	var err error
 	// Ranging across unlocked pauses: see Expire.
-	for key, c := range s.counters {
-		if strings.HasPrefix(key, prefix) {
+	s.counters.Range(func(k state.Key, c *counter) bool {
+		if k.HasPrefix(prefix) {
 			c.trim(now)
 			if !c.idle() {
-				out = append(out, state.KeyUsage{Key: key, Window: c.window, Usage: state.Usage{Committed: c.total, Reserved: int64(c.reserved)}})
+				out = append(out, state.KeyUsage{Key: k.String(), Window: c.window, Usage: state.Usage{Committed: c.total, Reserved: int64(c.reserved)}})
 			}
 		}
 		if seen++; seen%s.expireBatch == 0 {
 			s.mu.Unlock()
-			if err := ctx.Err(); err != nil {
-				return nil, fmt.Errorf("scanning %q: %w", prefix, err)
+			if cerr := ctx.Err(); cerr != nil {
+				err = fmt.Errorf("scanning %q: %w", prefix, cerr)
+				s.mu.Lock()
+				return false
 			}
 			s.mu.Lock()
 		}
+		return true
+	})
+	if err != nil {
+		s.mu.Unlock()
+		return nil, err
 	}
 	s.mu.Unlock()
 	slices.SortFunc(out, func(a, b state.KeyUsage) int { return strings.Compare(a.Key, b.Key) })

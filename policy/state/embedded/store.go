@@ -99,7 +99,7 @@ type Store struct {
 
 	// mu guards the mirror. It is never held across disk I/O.
 	mu       sync.Mutex
-	counters map[string]*counter
+	counters *state.KeyTable[counter]
 	pending  map[uint64][]unit
 	nextID   uint64
 	// rewindowed holds the keys on disk whose window changed: the writer
@@ -228,7 +228,7 @@ func Open(opts Options) (*Store, error) {
 	s := &Store{
 		db:          db,
 		path:        opts.Path,
-		counters:    make(map[string]*counter),
+		counters:    state.NewKeyTable[counter](),
 		pending:     make(map[uint64][]unit),
 		rewindowed:  make(map[string]struct{}),
 		compl:       newComplaints(),
@@ -353,7 +353,7 @@ func (s *Store) load(opts Options, now time.Time) error {
 				expired = append(expired, candidate{key: key, window: sr.window})
 				return nil
 			}
-			s.counters[key] = c
+			s.counters.Put(key, c)
 			return nil
 		})
 	})
@@ -373,10 +373,10 @@ func (s *Store) load(opts Options, now time.Time) error {
 var errClosed = fmt.Errorf("%w: store closed", state.ErrUnavailable)
 
 func (s *Store) get(key string, window time.Duration, now time.Time) *counter {
-	c, ok := s.counters[key]
+	c, ok := s.counters.Get(key)
 	if !ok {
 		c = &counter{series: series{window: window}}
-		s.counters[key] = c
+		s.counters.Put(key, c)
 		return c
 	}
 	if c.window != window {
@@ -397,7 +397,7 @@ func (s *Store) get(key string, window time.Duration, now time.Time) *counter {
 
 func (s *Store) dropIfIdle(key string, c *counter) {
 	if c.idle() && !c.onDisk {
-		delete(s.counters, key)
+		s.counters.Delete(key)
 	}
 }
 
@@ -534,7 +534,7 @@ func (s *Store) Usage(_ context.Context, key string, _ time.Duration, now time.T
 	if s.closed.Load() {
 		return state.Usage{}, fmt.Errorf("reading usage of %s: %w", key, errClosed)
 	}
-	c, ok := s.counters[key]
+	c, ok := s.counters.Get(key)
 	if !ok {
 		return state.Usage{}, nil
 	}
@@ -551,7 +551,7 @@ func (s *Store) Usage(_ context.Context, key string, _ time.Duration, now time.T
 func (s *Store) Len() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return len(s.counters)
+	return s.counters.Len()
 }
 
 // candidate is a key that Expire found idle and may delete from disk.
@@ -588,8 +588,8 @@ func (s *Store) Expire(ctx context.Context, now time.Time) error {
 		for i, cd := range cands {
 			// Still idle and still the same counter: nothing was reserved
 			// or committed for the key since it was found idle.
-			if deleted[i] && s.counters[cd.key] == cd.c && cd.c.idle() {
-				delete(s.counters, cd.key)
+			if c, ok := s.counters.Get(cd.key); deleted[i] && ok && c == cd.c && cd.c.idle() {
+				s.counters.Delete(cd.key)
 			}
 		}
 		s.mu.Unlock()
@@ -598,33 +598,43 @@ func (s *Store) Expire(ctx context.Context, now time.Time) error {
 	}
 	s.mu.Lock()
 	seen := 0
+	var err error
 	// The range goes on across the unlocked pauses below. That is sound:
-	// every access to the map, the iterator's included, happens under mu,
-	// and Go defines iteration over a map that changes meanwhile (an entry
-	// added may or may not be visited; one deleted is not).
-	for key, c := range s.counters {
+	// every access to the table, the iteration's included, happens under
+	// mu, and KeyTable.Range follows Go's rules for a map that changes
+	// meanwhile (an entry added may or may not be visited; one deleted is
+	// not).
+	s.counters.Range(func(k state.Key, c *counter) bool {
 		c.trim(now)
 		if c.idle() {
 			if c.onDisk {
-				cands = append(cands, candidate{key: key, c: c, window: c.window})
+				cands = append(cands, candidate{key: k.String(), c: c, window: c.window})
 			} else {
-				delete(s.counters, key)
+				s.counters.DeleteKey(k)
 			}
 		}
 		full := len(cands) >= s.expireBatch
 		if seen++; seen%s.expireBatch != 0 && !full {
-			continue
+			return true
 		}
 		s.mu.Unlock()
 		if full {
-			if err := flush(); err != nil {
-				return err
+			if err = flush(); err != nil {
+				s.mu.Lock()
+				return false
 			}
 		}
-		if err := ctx.Err(); err != nil {
-			return fmt.Errorf("expiring: %w", err)
+		if cerr := ctx.Err(); cerr != nil {
+			err = fmt.Errorf("expiring: %w", cerr)
+			s.mu.Lock()
+			return false
 		}
 		s.mu.Lock()
+		return true
+	})
+	if err != nil {
+		s.mu.Unlock()
+		return err
 	}
 	s.mu.Unlock()
 	return flush()

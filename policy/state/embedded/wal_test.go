@@ -552,7 +552,8 @@ func TestCheckpointMatchesMirror(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.mu.Lock()
-	mem := s.counters["k"].series
+	c, _ := s.counters.Get("k")
+	mem := c.series
 	mem.buckets = slices.Clone(mem.buckets)
 	s.mu.Unlock()
 	var disk series

@@ -198,7 +198,7 @@ func (s *Store) takeRewindowed() []string {
 	}
 	keys := make([]string, 0, len(s.rewindowed))
 	for key := range s.rewindowed {
-		if c, ok := s.counters[key]; ok {
+		if c, ok := s.counters.Get(key); ok {
 			s.wal.enc.rewrite(key, &c.series)
 			keys = append(keys, key)
 		}
