@@ -74,7 +74,7 @@
 // # The log
 //
 // Two files beside the state file, <path>-wal.0 and <path>-wal.1 (mode
-// 0600), are created filled with 4 MiB of real zeros (written, then
+// 0600), are created filled with 8 MiB of real zeros (written, then
 // fsync'd with their directory) and reused forever: a write then lands in
 // blocks that are allocated and written already, and its fdatasync flushes
 // data only. A file that is full is written past its end: it grows, and
@@ -99,7 +99,7 @@
 // ends it. Epochs only grow, across restarts too, so an old record never
 // passes for a new one.
 //
-// The writer seals the active epoch when it holds 1 MiB, 5s after its first
+// The writer seals the active epoch when it holds 4 MiB, 30s after its first
 // record, or when Expire asks, and goes on with the next epoch in the
 // other file, once the checkpointer has applied what that file held; until
 // then it keeps appending to the active file. The checkpointer reads the
