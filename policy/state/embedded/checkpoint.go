@@ -93,15 +93,9 @@ func (s *Store) checkpointEpoch(epoch uint64, end int64) error {
 }
 
 func (s *Store) readAndApply(epoch uint64, end int64) error {
-	var buf []byte
-	if end <= 2*defaultCkptBytes {
-		if cap(s.ckptBuf) < int(end) {
-			s.ckptBuf = make([]byte, 2*defaultCkptBytes)
-		}
-		buf = s.ckptBuf[:end]
-	} else {
-		buf = make([]byte, end) // an epoch that grew: not kept
-	}
+	// Not kept between checkpoints: an idle daemon holds no epoch-sized
+	// buffer, and one checkpoint every few seconds at most allocates it.
+	buf := make([]byte, end)
 	if _, err := s.wal.files[epoch%2].ReadAt(buf, 0); err != nil {
 		return err
 	}
@@ -112,9 +106,12 @@ func (s *Store) readAndApply(epoch uint64, end int64) error {
 	return s.apply(epoch, recs)
 }
 
-// checkpoint makes the file hold every unit that memory counts: it asks the
-// writer to seal the active epoch, then waits until that epoch is applied.
-func (s *Store) checkpoint(ctx context.Context) error {
+// Checkpoint makes the state file hold every unit committed so far: it
+// asks the writer to seal the log's active epoch, then waits until that
+// epoch is applied. Expire calls it before deleting records; nothing else
+// needs to (the log is applied every few seconds, and Open replays what is
+// left), but a benchmark may want a store at rest.
+func (s *Store) Checkpoint(ctx context.Context) error {
 	reply := make(chan uint64, 1)
 	select {
 	case s.forceCkpt <- reply:

@@ -1,8 +1,6 @@
 package embedded
 
 import (
-	"context"
-
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -44,10 +42,6 @@ func (s *Store) PendingAttributions() int {
 	defer s.qmu.Unlock()
 	return len(s.attrQueue)
 }
-
-// Checkpoint seals the log's active epoch and waits until the file holds
-// everything the log held.
-func (s *Store) Checkpoint() error { return s.checkpoint(context.Background()) }
 
 // Abandon stops the store as a crash would leave its files: what is
 // written to the log stays there, unapplied, for the next Open to replay.

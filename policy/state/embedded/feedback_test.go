@@ -212,7 +212,7 @@ func TestAttributionWritten(t *testing.T) {
 	if n, q := records(t, s, "attributions"), s.PendingAttributions(); n != 0 || q != 0 {
 		t.Errorf("after a commit, %d attributions in the file and %d queued, want 0 and 0: in the log", n, q)
 	}
-	if err := s.Checkpoint(); err != nil {
+	if err := s.Checkpoint(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	if n := records(t, s, "attributions"); n != 1 {
@@ -246,7 +246,7 @@ func TestAttributionWritten(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitWritten()
-	if err := s.Checkpoint(); err != nil {
+	if err := s.Checkpoint(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	if n := records(t, s, "attributions"); n != 2+4096 {
@@ -363,7 +363,7 @@ func TestMemoryPerAttribution(t *testing.T) {
 	}
 	// The last checkpoint ends: what the writer and the checkpointer hold
 	// while they work is not what attributions cost.
-	if err := s.Checkpoint(); err != nil {
+	if err := s.Checkpoint(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	settle()

@@ -114,7 +114,7 @@ func TestDeleteExpiredKeepsLiveRecords(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The unit is in the log; the file holds it once a checkpoint applied it.
-	if err := s.checkpoint(ctx); err != nil {
+	if err := s.Checkpoint(ctx); err != nil {
 		t.Fatal(err)
 	}
 	cands := []candidate{{key: "k", window: time.Hour}, {key: "absent", window: time.Hour}}

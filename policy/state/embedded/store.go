@@ -155,7 +155,6 @@ type Store struct {
 	forceCkpt  chan chan uint64
 	ckptQuit   chan struct{}
 	ckptExited chan struct{}
-	ckptBuf    []byte // the checkpointer's, then Close's
 	applyHook  func(epoch uint64) error
 }
 
@@ -577,7 +576,7 @@ func (s *Store) Expire(ctx context.Context, now time.Time) error {
 		if len(cands) == 0 {
 			return nil
 		}
-		if err := s.checkpoint(ctx); err != nil {
+		if err := s.Checkpoint(ctx); err != nil {
 			return fmt.Errorf("expiring: %w", err)
 		}
 		deleted, err := s.deleteExpired(cands, now)

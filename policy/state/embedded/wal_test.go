@@ -25,6 +25,16 @@ var walT0 = time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
 // openT opens a store whose epochs are sealed by size or on demand only,
 // not by the clock: the tests read the writer's place in the log between
 // commits.
+// crashAndReopen leaves s as kill -9 would (nothing flushed, nothing
+// checkpointed) and opens its file again.
+func crashAndReopen(t *testing.T, s *Store, path string) *Store {
+	t.Helper()
+	if err := s.Abandon(); err != nil {
+		t.Fatal(err)
+	}
+	return openT(t, Options{Path: path})
+}
+
 func openT(t *testing.T, opts Options) *Store {
 	t.Helper()
 	if opts.Now == nil {
@@ -135,10 +145,7 @@ func TestLogTornRecord(t *testing.T) {
 			if err := commitT(t, s, "k", walT0); err != nil {
 				t.Fatal(err)
 			}
-			if err := s.Abandon(); err != nil {
-				t.Fatal(err)
-			}
-			s = openT(t, Options{Path: path})
+			s = crashAndReopen(t, s, path)
 			defer s.Close()
 			if got := committed(t, s, "k"); got != n {
 				t.Errorf("%d units after one more commit, want %d", got, n)
@@ -159,7 +166,7 @@ func TestLogStaleEpochNotReplayed(t *testing.T) {
 		}
 	}
 	for range 2 { // the first epoch's file comes back
-		if err := s.Checkpoint(); err != nil {
+		if err := s.Checkpoint(context.Background()); err != nil {
 			t.Fatal(err)
 		}
 		if err := commitT(t, s, "k", walT0); err != nil {
@@ -217,7 +224,7 @@ func TestCheckpointInterruptedIsReplayed(t *testing.T) {
 		}
 	}
 	before := s.appliedOnDisk(t)
-	if err := s.Checkpoint(); !errors.Is(err, state.ErrUnavailable) {
+	if err := s.Checkpoint(context.Background()); !errors.Is(err, state.ErrUnavailable) {
 		t.Fatalf("Checkpoint with the transaction aborted: %v, want ErrUnavailable", err)
 	}
 	if got := s.appliedOnDisk(t); got != before {
@@ -284,7 +291,7 @@ func TestOpenTwoUnappliedEpochs(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := s.Checkpoint(); err == nil {
+	if err := s.Checkpoint(context.Background()); err == nil {
 		t.Fatal("Checkpoint succeeded")
 	}
 	for range 4 {
@@ -296,10 +303,7 @@ func TestOpenTwoUnappliedEpochs(t *testing.T) {
 	if sealed != applied+1 || active != applied+2 {
 		t.Fatalf("applied %d, sealed %d, active %d: want two epochs unapplied", applied, sealed, active)
 	}
-	if err := s.Abandon(); err != nil {
-		t.Fatal(err)
-	}
-	s = openT(t, Options{Path: path})
+	s = crashAndReopen(t, s, path)
 	defer s.Close()
 	if got := committed(t, s, "k"); got != 7 {
 		t.Errorf("%d units after replaying two epochs, want 7", got)
@@ -321,7 +325,7 @@ func TestOpenEpochMissing(t *testing.T) {
 	if err := commitT(t, s, "k", walT0); err != nil {
 		t.Fatal(err)
 	}
-	s.Checkpoint()
+	s.Checkpoint(context.Background())
 	if err := commitT(t, s, "k", walT0); err != nil {
 		t.Fatal(err)
 	}
@@ -427,10 +431,7 @@ func TestLogWriteFailureThenRecovery(t *testing.T) {
 	if got := committed(t, s, "k"); got != 5 {
 		t.Fatalf("%d units in memory, want 5", got)
 	}
-	if err := s.Abandon(); err != nil {
-		t.Fatal(err)
-	}
-	s = openT(t, Options{Path: path})
+	s = crashAndReopen(t, s, path)
 	defer s.Close()
 	if got := committed(t, s, "k"); got != 5 {
 		t.Errorf("%d units after recovery, want the 5 acknowledged", got)
@@ -466,7 +467,7 @@ func TestLogRecycling(t *testing.T) {
 					err = s.Remember(ctx, fmt.Sprintf("%dQ%d", w, i), fmt.Sprint("acct", w), now)
 				}
 				if err == nil && w == 0 && i%25 == 0 {
-					err = s.Checkpoint()
+					err = s.Checkpoint(context.Background())
 				}
 				if err != nil {
 					t.Error(err)
@@ -548,7 +549,7 @@ func TestCheckpointMatchesMirror(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	if err := s.Checkpoint(); err != nil {
+	if err := s.Checkpoint(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	s.mu.Lock()
@@ -601,10 +602,7 @@ func TestNewStateFileIgnoresOldLog(t *testing.T) {
 	if err := commitT(t, s, "k", walT0); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Abandon(); err != nil {
-		t.Fatal(err)
-	}
-	s = openT(t, Options{Path: path})
+	s = crashAndReopen(t, s, path)
 	defer s.Close()
 	if got := committed(t, s, "k"); got != 1 {
 		t.Errorf("%d units after a crash, want 1", got)
