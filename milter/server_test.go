@@ -405,3 +405,38 @@ func TestIdleTimeoutOnlyBetweenMessages(t *testing.T) {
 		t.Fatal("an idle session between messages was not closed")
 	}
 }
+
+// A session that keeps talking between messages, each pause shorter than
+// the idle timeout, is never dropped: a read deadline that stands for a
+// while (to spare a timer update per packet) must still follow the last
+// packet.
+func TestIdleTimeoutFollowsTheLastPacket(t *testing.T) {
+	store := memory.New()
+	srv := milter.NewServer(milter.Options{
+		Policy:      policy.NewEngine(hourly(100), fakeDetector{}, store),
+		IdleTimeout: 300 * time.Millisecond,
+	})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(ln)
+	defer srv.Shutdown(context.Background())
+
+	raw := dialRaw(t, ln.Addr().String())
+	// Between messages: HELO after HELO, each two thirds of the timeout
+	// after the last, for four times the timeout.
+	for i := range 6 {
+		time.Sleep(200 * time.Millisecond)
+		raw.write(t, 'H', []byte("client.test\x00"))
+		if code, _ := raw.read(t); code != 'c' {
+			t.Fatalf("HELO %d answered %q", i, code)
+		}
+	}
+	if code := raw.mailRcpt(t, "alice", "a@outlook.com"); code != 'c' {
+		t.Fatalf("RCPT answered %q", code)
+	}
+	if code := raw.endOfMessage(t); code != 'c' {
+		t.Fatalf("end of message answered %q", code)
+	}
+}
