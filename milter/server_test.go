@@ -378,22 +378,27 @@ func TestShutdownDeadlineReleasesUnits(t *testing.T) {
 	}
 }
 
-// The idle timeout drops sessions that are idle between messages, never
-// one inside a message: the MTA is silent while its client uploads DATA.
-func TestIdleTimeoutOnlyBetweenMessages(t *testing.T) {
-	store := memory.New()
+// serveWithIdleTimeout starts a server with an idle timeout (and an hourly
+// limit of 100) and returns its address.
+func serveWithIdleTimeout(t *testing.T, idle time.Duration) string {
+	t.Helper()
 	srv := milter.NewServer(milter.Options{
-		Policy:      policy.NewEngine(hourly(10), fakeDetector{}, store),
-		IdleTimeout: 100 * time.Millisecond,
+		Policy:      policy.NewEngine(hourly(100), fakeDetector{}, memory.New()),
+		IdleTimeout: idle,
 	})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	go srv.Serve(ln)
-	defer srv.Shutdown(context.Background())
+	t.Cleanup(func() { srv.Shutdown(context.Background()) })
+	return ln.Addr().String()
+}
 
-	raw := dialRaw(t, ln.Addr().String())
+// The idle timeout drops sessions that are idle between messages, never
+// one inside a message: the MTA is silent while its client uploads DATA.
+func TestIdleTimeoutOnlyBetweenMessages(t *testing.T) {
+	raw := dialRaw(t, serveWithIdleTimeout(t, 100*time.Millisecond))
 	raw.mailRcpt(t, "alice", "a@outlook.com")
 	time.Sleep(300 * time.Millisecond) // longer than the idle timeout
 	if act := raw.endOfMessage(t); act != 'c' {
@@ -411,19 +416,7 @@ func TestIdleTimeoutOnlyBetweenMessages(t *testing.T) {
 // while (to spare a timer update per packet) must still follow the last
 // packet.
 func TestIdleTimeoutFollowsTheLastPacket(t *testing.T) {
-	store := memory.New()
-	srv := milter.NewServer(milter.Options{
-		Policy:      policy.NewEngine(hourly(100), fakeDetector{}, store),
-		IdleTimeout: 300 * time.Millisecond,
-	})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve(ln)
-	defer srv.Shutdown(context.Background())
-
-	raw := dialRaw(t, ln.Addr().String())
+	raw := dialRaw(t, serveWithIdleTimeout(t, 300*time.Millisecond))
 	// Between messages: HELO after HELO, each two thirds of the timeout
 	// after the last, for four times the timeout.
 	for i := range 6 {
