@@ -18,13 +18,19 @@
 #   msgate         msgate serve: embedded durable state, hourly and daily
 #                  limits and the Microsoft cap on (far above the load),
 #                  stamping on ([feedback] secret)
+#   msgate-memory  the same on the memory backend (nothing durable): what
+#                  the disk costs, measured in the same run
 # then drives them with msgate-load: 32 sessions x 1 recipient, 32 sessions
 # x 3 recipients, and 1 session x 1 recipient (for latency), every session
 # reusing its connection. Each repetition runs each scenario against the
-# four servers back to back, so that a burst of other work on the machine
+# servers back to back, so that a burst of other work on the machine
 # hits them alike; the table gives medians over the repetitions and the
 # ratios of msgate's medians to the references'. Servers that wait their
-# turn are idle. Everything (runs, summary, logs) goes to BENCH_OUT.
+# turn are idle. Around each run against msgate the script reads its
+# /metrics: for the 1-session runs it prints how many of the state log's
+# fdatasyncs (one per message with a Microsoft recipient) took over 0.5 ms
+# and over 1 ms, the disk's share of the latency tail. Everything (runs,
+# summary, logs) goes to BENCH_OUT.
 #
 # The workload: 1,000 accounts, every session authenticated (rspamd's
 # buckets key on the login, msgate's account is the login), 75% of the
@@ -46,6 +52,8 @@
 #   BENCH_MS_FRACTION=F  share of Microsoft recipients (default 0.75)
 #   BENCH_ACCOUNTS=N     sending accounts (default 1000)
 #   BENCH_RSPAMD=0       leave rspamd out
+#   BENCH_MEMORY=0       leave out msgate on its memory backend
+#   BENCH_SCENARIOS="S"  the scenarios, SESSIONSxRCPTS (default "32x1 32x3 1x1")
 #   BENCH_PROFILE=1      also profile msgate's daemon (go test -cpuprofile
 #                        around cmd/msgate's BenchmarkServe) and print the top
 #   BENCH_OUT=DIR        results (default /var/tmp/msgate-bench-DATE)
@@ -72,7 +80,10 @@ accounts=${BENCH_ACCOUNTS:-1000}
 ms_domains=outlook.com,hotmail.com,live.com,msn.com,hotmail.co.uk,outlook.fr,contoso.example
 m365_domains=contoso.example
 other_domains=example.com,example.net,example.org,mail.example,corp.example
-scenarios=(32x1 32x3 1x1)
+read -r -a scenarios <<<"${BENCH_SCENARIOS:-32x1 32x3 1x1}"
+for s in "${scenarios[@]}"; do
+	[[ $s =~ ^[1-9][0-9]*x[1-9][0-9]*$ ]] || { echo "BENCH_SCENARIOS: $s is not SESSIONSxRCPTS (e.g. 32x1)" >&2; exit 2; }
+done
 out=${BENCH_OUT:-/var/tmp/msgate-bench-$(date -u +%Y%m%dT%H%M%SZ)}
 
 work=$(mktemp -d /var/tmp/msgate-bench-work.XXXXXX)
@@ -211,6 +222,10 @@ run_one() {
 	esac
 	seq=$((seq + 1))
 	file=$out/runs/$(printf '%03d-%s-%s-%d.json' "$seq" "$server" "$scenario" "$rep")
+	local syncs_before=""
+	if [ "$server" = msgate ]; then
+		syncs_before=$(scrape_syncs)
+	fi
 	"$load" -milter "inet:127.0.0.1:${server_ports[$i]}" -sessions "$sessions" -rcpts "$rcpts" \
 		-messages "$messages" -warmup "$warmup" -ms-fraction "$ms_fraction" \
 		-ms-domains "$ms_domains" -other-domains "$other_domains" \
@@ -226,6 +241,24 @@ run_one() {
 	rm -f "$file.err"
 	log "$(printf '%-13s %-5s run %d: %s msg/s' "$server" "$scenario" "$rep" \
 		"$(sed -n 's/^  "messages_per_second": \([0-9]*\).*/\1/p' "$file")")"
+	if [ -n "$syncs_before" ]; then
+		echo "$scenario $rep $syncs_before $(scrape_syncs)" >>"$out/syncs.txt"
+	fi
+}
+
+# scrape_syncs prints, from msgate's /metrics, how many fdatasyncs of its
+# log there were in all, and how many took at most 0.5 ms and 1 ms.
+scrape_syncs() {
+	local line
+	{
+		exec 3<>"/dev/tcp/127.0.0.1/$msgate_admin_port" &&
+			printf 'GET /metrics HTTP/1.0\r\nHost: msgate\r\n\r\n' >&3 &&
+			awk '/^msgate_state_sync_duration_seconds_count /{n=$2}
+				/^msgate_state_sync_duration_seconds_bucket\{le="0.0005"\}/{h=$2}
+				/^msgate_state_sync_duration_seconds_bucket\{le="0.001"\}/{m=$2}
+				END{if (n == "") exit 1; print n, h, m}' <&3
+	} 2>/dev/null || echo "0 0 0"
+	exec 3<&- 2>/dev/null || true
 }
 
 # On a shared machine, wait for the others to finish first.
@@ -367,23 +400,26 @@ if [ -n "$rspamd_pid" ]; then
 	fi
 fi
 
-mdir=$work/msgate
-mkdir -p "$mdir"
-msgate_port=$(free_port)
-secret=$(head -c 32 /dev/urandom | base64)
-cat >"$mdir/msgate.toml" <<EOF
+# start_msgate KEY "NAME" BACKEND ADMIN-PORT: msgate serve with the
+# benchmark's rules on the given state backend, put in the table.
+start_msgate() {
+	local key=$1 name=$2 backend=$3 admin_port=$4 mdir port pid
+	mdir=$work/$key
+	mkdir -p "$mdir"
+	port=$(free_port)
+	cat >"$mdir/msgate.toml" <<EOF
 [milter]
-listen = "inet:127.0.0.1:$msgate_port"
+listen = "inet:127.0.0.1:$port"
 
 [admin]
-listen = "unix:$mdir/admin.sock"
+listen = "inet:127.0.0.1:$admin_port"
 
 [log]
 level = "info"
 format = "json"
 
 [state]
-backend = "embedded"
+backend = "$backend"
 path = "$mdir/state/state.db"
 
 [microsoft]
@@ -406,19 +442,27 @@ daily_cap = 1000000000
 [feedback]
 secret = "$secret"
 EOF
-if [ "$(stat -f -c %T "$mdir")" = tmpfs ]; then
-	log "warning: $mdir is on tmpfs: msgate's durable writes cost nothing there"
-fi
-"$work/bin/msgate" check -config "$mdir/msgate.toml" >&2
-"$work/bin/msgate" serve -config "$mdir/msgate.toml" >"$mdir/msgate.log" 2>&1 &
-msgate_pid=$!
-pids+=("$msgate_pid")
-if wait_port "$msgate_port" "$msgate_pid"; then
-	log "msgate serve on 127.0.0.1:$msgate_port (state in $mdir/state)"
-	add_server msgate "msgate serve, embedded state, stamping" "$msgate_port"
-else
-	log "msgate did not start: $(tail -n 5 "$mdir/msgate.log")"
-	failures=$((failures + 1))
+	if [ "$backend" = embedded ] && [ "$(stat -f -c %T "$mdir")" = tmpfs ]; then
+		log "warning: $mdir is on tmpfs: msgate's durable writes cost nothing there"
+	fi
+	"$work/bin/msgate" check -config "$mdir/msgate.toml" >&2
+	"$work/bin/msgate" serve -config "$mdir/msgate.toml" >"$mdir/msgate.log" 2>&1 &
+	pid=$!
+	pids+=("$pid")
+	if wait_port "$port" "$pid"; then
+		log "$key: msgate serve on 127.0.0.1:$port ($backend state)"
+		add_server "$key" "$name" "$port"
+	else
+		log "$key did not start: $(tail -n 5 "$mdir/msgate.log")"
+		failures=$((failures + 1))
+	fi
+}
+
+secret=$(head -c 32 /dev/urandom | base64)
+msgate_admin_port=$(free_port)
+start_msgate msgate "msgate serve, embedded state, stamping" embedded "$msgate_admin_port"
+if [ "${BENCH_MEMORY:-1}" = 1 ]; then
+	start_msgate msgate-memory "msgate serve, memory state (not durable)" memory "$(free_port)"
 fi
 
 log "running: $reps repetitions of ${scenarios[*]} against ${server_keys[*]}, $messages messages each"
@@ -444,7 +488,16 @@ log "results"
 shopt -s nullglob
 runs=("$out"/runs/*.json)
 if [ ${#runs[@]} -gt 0 ]; then
-	"$load" table -o "$out/summary.json" -subject msgate -refs null-full,null-envelope,rspamd "${runs[@]}" | tee "$out/table.md"
+	"$load" table -o "$out/summary.json" -subject msgate -refs null-full,null-envelope,rspamd,msgate-memory "${runs[@]}" | tee "$out/table.md"
+fi
+if [ -s "$out/syncs.txt" ]; then
+	# One fdatasync per message at 1 session (when it has a Microsoft
+	# recipient): the share over 1 ms is a floor under the share of
+	# messages over 1 ms that no change to msgate's own code can lower.
+	awk '$1 == "1x1" {
+			n = $6 - $3; over05 = n - ($7 - $4); over1 = n - ($8 - $5)
+			if (n > 0) printf "msgate 1x1 run %s: %d log fdatasyncs, %.1f%% over 0.5 ms, %.1f%% over 1 ms\n", $2, n, 100 * over05 / n, 100 * over1 / n
+		}' "$out/syncs.txt" | tee "$out/syncs.md"
 fi
 
 if [ "${BENCH_PROFILE:-0}" = 1 ]; then

@@ -175,7 +175,9 @@ func engineConfig(cfg *config.Config) (policy.Config, error) {
 	return pc, nil
 }
 
-func openStore(cfg *config.Config) (state.Store, error) {
+// openStore opens the configured backend; observeSync gets the time of
+// each fdatasync of the embedded store's log.
+func openStore(cfg *config.Config, observeSync func(time.Duration)) (state.Store, error) {
 	switch cfg.State.Backend {
 	case config.BackendMemory:
 		return memory.New(), nil
@@ -183,7 +185,7 @@ func openStore(cfg *config.Config) (state.Store, error) {
 		if err := os.MkdirAll(filepath.Dir(cfg.State.Path), 0o750); err != nil {
 			return nil, fmt.Errorf("creating the state directory: %w", err)
 		}
-		s, err := embedded.Open(embedded.Options{Path: cfg.State.Path})
+		s, err := embedded.Open(embedded.Options{Path: cfg.State.Path, ObserveSync: observeSync})
 		if err != nil {
 			return nil, fmt.Errorf("opening the state file: %w", err)
 		}
@@ -201,11 +203,16 @@ func newDaemon(cfg *config.Config, log *zap.Logger) (*daemon, error) {
 	if err != nil {
 		return nil, err
 	}
-	store, err := openStore(cfg)
+	d := &daemon{log: log, now: time.Now, level: zap.NewAtomicLevel(), source: "test"}
+	// The metrics come first, for the store reports its syncs to them;
+	// they read the engine and the server, set below, only when scraped.
+	d.metrics = admin.NewMetrics(func() (float64, float64) { return admin.CapUsage(d.engine, d.now)() },
+		func() detect.Stats { return d.det.Load().Stats() }, func() int { return d.srv.Active() })
+	store, err := openStore(cfg, d.metrics.ObserveSync)
 	if err != nil {
 		return nil, err
 	}
-	d := &daemon{log: log, store: store, now: time.Now, level: zap.NewAtomicLevel(), source: "test"}
+	d.store = store
 	d.cfg.Store(cfg)
 	d.det.Store(det)
 	d.engine = policy.NewEngine(pc, det, store)
@@ -217,8 +224,6 @@ func newDaemon(cfg *config.Config, log *zap.Logger) (*daemon, error) {
 		WriteTimeout:    cfg.Milter.WriteTimeout.D(),
 		DecisionTimeout: cfg.Microsoft.DNSTimeout.D() + time.Second,
 	})
-	d.metrics = admin.NewMetrics(admin.CapUsage(d.engine, d.now),
-		func() detect.Stats { return d.det.Load().Stats() }, d.srv.Active)
 	d.srv.Observe(d.metrics.Observe)
 	d.api = &admin.Server{Engine: d.engine, Metrics: d.metrics, Now: d.now, Sessions: d.srv.Active, Log: log.Named("admin"),
 		Ingest: d.ingest}

@@ -464,3 +464,40 @@ func TestConcurrentConsistent(t *testing.T) {
 		t.Errorf("after reopen:\n%v\nbefore:\n%v", after, before)
 	}
 }
+
+// ObserveSync sees one fdatasync per commit that waited alone, and none
+// when syncing is off or for a Remember alone.
+func TestObserveSync(t *testing.T) {
+	for _, noSync := range []bool{false, true} {
+		t.Run(fmt.Sprintf("NoSync=%v", noSync), func(t *testing.T) {
+			var n, longest atomic.Int64
+			s := open(t, embedded.Options{Path: filepath.Join(t.TempDir(), "state.db"), Now: at(t0), NoSync: noSync,
+				AttributionDelay: time.Millisecond,
+				ObserveSync: func(d time.Duration) {
+					n.Add(1)
+					longest.Store(max(longest.Load(), int64(d)))
+				}})
+			defer s.Close()
+			if err := s.Remember(context.Background(), "queue-id-1", "alice", t0); err != nil {
+				t.Fatal(err)
+			}
+			for i := 0; n.Load() == 0 && i < 50; i++ {
+				time.Sleep(time.Millisecond) // the attribution's own write, had it synced
+			}
+			cs := []state.Counter{{Key: "rate/hourly/alice", Window: time.Hour, Limit: 10}}
+			for range 3 {
+				commit(t, s, cs, t0)
+			}
+			want := int64(3)
+			if noSync {
+				want = 0
+			}
+			if got := n.Load(); got != want {
+				t.Errorf("ObserveSync called %d times for a Remember and 3 commits one after another, want %d", got, want)
+			}
+			if !noSync && longest.Load() <= 0 {
+				t.Errorf("the longest sync observed took %v", time.Duration(longest.Load()))
+			}
+		})
+	}
+}

@@ -41,6 +41,11 @@ type Options struct {
 	// for a commit to carry them to the log before the writer writes them
 	// alone, without fdatasync. Zero means 100ms.
 	AttributionDelay time.Duration
+	// ObserveSync, when set, is called by the writer with the time each
+	// fdatasync of the log took: the wait that every commit of its batch
+	// shares (a disk slower at syncing shows here first). It must not
+	// block.
+	ObserveSync func(time.Duration)
 
 	// openFile replaces os.OpenFile for the file and the log (tests make
 	// them fail under the store).
@@ -247,7 +252,7 @@ func Open(opts Options) (*Store, error) {
 		ckptExited:  make(chan struct{}),
 		applyHook:   opts.applyHook,
 	}
-	s.wal = wal{noSync: opts.NoSync, ckptBytes: opts.ckptBytes, ckptAfter: opts.ckptAfter, last: make(map[*counter]int64)}
+	s.wal = wal{noSync: opts.NoSync, observeSync: opts.ObserveSync, ckptBytes: opts.ckptBytes, ckptAfter: opts.ckptAfter, last: make(map[*counter]int64)}
 	s.attrCut.Store(math.MinInt64)
 	if err := s.load(opts, opts.Now()); err != nil {
 		s.closeFiles()

@@ -28,8 +28,9 @@ func newBatch() *batch { return &batch{done: make(chan struct{})} }
 // checkpointer only reads the file of a sealed epoch, which the writer
 // does not write.
 type wal struct {
-	files  [2]*os.File
-	noSync bool
+	files       [2]*os.File
+	noSync      bool
+	observeSync func(time.Duration) // Options.ObserveSync
 
 	epoch    uint64 // the active epoch, written in files[epoch%2]
 	off      int64  // where its next record goes
@@ -271,7 +272,11 @@ func (s *Store) write(b *batch, attrs []attrRec) bool {
 		f := w.files[w.epoch%2]
 		_, err = f.WriteAt(w.enc.buf, w.off)
 		if err == nil && sync && !w.noSync {
+			start := time.Now()
 			err = fdatasync(f)
+			if w.observeSync != nil {
+				w.observeSync(time.Since(start))
+			}
 		}
 		if err == nil {
 			w.off += int64(len(w.enc.buf))

@@ -25,6 +25,10 @@ type Summary struct {
 	// Ratios is indexed by "subject/reference", then scenario key: the
 	// subject's median messages per second over the reference's.
 	Ratios map[string]map[string]float64 `json:"ratios,omitempty"`
+	// LatencyRatios is indexed like Ratios, for the scenarios of one
+	// session: the subject's median p50 and p99 over the reference's
+	// (below 1: the subject answers faster).
+	LatencyRatios map[string]map[string][2]float64 `json:"latency_ratios,omitempty"`
 }
 
 // Server is a row: its key (the "server" tag) and the name shown
@@ -116,6 +120,15 @@ func Summarize(reports []*load.Report, subject string, references []string) (*Su
 				s.Ratios[key] = make(map[string]float64)
 			}
 			s.Ratios[key][sc.Key] = a.Rate / b.Rate
+			if sc.Sessions == 1 && b.P50 > 0 && b.P99 > 0 {
+				if s.LatencyRatios == nil {
+					s.LatencyRatios = make(map[string]map[string][2]float64)
+				}
+				if s.LatencyRatios[key] == nil {
+					s.LatencyRatios[key] = make(map[string][2]float64)
+				}
+				s.LatencyRatios[key][sc.Key] = [2]float64{a.P50 / b.P50, a.P99 / b.P99}
+			}
 		}
 	}
 	return s, nil
@@ -142,7 +155,9 @@ func Median(v []float64) float64 {
 	return (s[n/2-1] + s[n/2]) / 2
 }
 
-// WriteMarkdown writes the table and the ratios as Markdown.
+// WriteMarkdown writes the table and the ratios as Markdown. A column of
+// one session gives the latency ratios (p50 / p99), then that of the
+// rates; the others give the rates'.
 func (s *Summary) WriteMarkdown(w io.Writer) {
 	fmt.Fprint(w, "| server |")
 	for _, sc := range s.Scenarios {
@@ -184,9 +199,14 @@ func (s *Summary) WriteMarkdown(w io.Writer) {
 			}
 			fmt.Fprintf(w, "| %s / %s |", sv.Name, ref.Name)
 			for _, sc := range s.Scenarios {
-				if r, ok := ratios[sc.Key]; ok {
+				r, ok := ratios[sc.Key]
+				l, lok := s.LatencyRatios[sv.Key+"/"+ref.Key][sc.Key]
+				switch {
+				case ok && lok:
+					fmt.Fprintf(w, " %.2f× / %.2f× (%.2f× msg/s) |", l[0], l[1], r)
+				case ok:
 					fmt.Fprintf(w, " %.2f× |", r)
-				} else {
+				default:
 					fmt.Fprint(w, " – |")
 				}
 			}

@@ -42,7 +42,8 @@ func TestSummarize(t *testing.T) {
 			report("null-envelope", "32x1", 32, 3*rate, 0, 0),
 			report("rspamd", "32x1", 32, rate, 0, 0),
 			report("msgate", "32x1", 32, 2.5*rate, 0, 0),
-			report("msgate", "1x1", 1, 4000, 0.2+float64(i)/10, 0.9))
+			report("msgate", "1x1", 1, 4000, 0.2+float64(i)/10, 0.9),
+			report("rspamd", "1x1", 1, 2000, 0.6, 1.8))
 	}
 	reports[0].Errors = 1
 	s, err := Summarize(reports, "msgate", []string{"null-envelope", "rspamd", "null-full"})
@@ -61,6 +62,12 @@ func TestSummarize(t *testing.T) {
 	if r := s.Ratios["msgate/null-envelope"]["32x1"]; math.Abs(r-2.5/3) > 1e-9 {
 		t.Errorf("msgate/null-envelope %v", r)
 	}
+	if l := s.LatencyRatios["msgate/rspamd"]["1x1"]; math.Abs(l[0]-0.5) > 1e-9 || l[1] != 0.5 {
+		t.Errorf("msgate/rspamd latency ratios %v, want 0.5 and 0.5", l)
+	}
+	if _, ok := s.LatencyRatios["msgate/rspamd"]["32x1"]; ok {
+		t.Errorf("a latency ratio for 32 sessions")
+	}
 	if _, ok := s.Ratios["msgate/null-full"]; ok {
 		t.Errorf("a ratio to a server that did not run")
 	}
@@ -72,10 +79,11 @@ func TestSummarize(t *testing.T) {
 	out := b.String()
 	for _, want := range []string{
 		"| server | 32x1 name | 1x1 name |",
-		"| rspamd | 10,000 msg/s | – |",
+		"| rspamd | 10,000 msg/s | 0.60 / 1.80 ms (2,000 msg/s) |",
+		"| msgate / null-envelope | 0.83× | – |",
 		"| msgate | 25,000 msg/s | 0.30 / 0.90 ms (4,000 msg/s) |",
 		"| null-envelope | 30,000 msg/s (1 error) | – |",
-		"| msgate / rspamd | 2.50× | – |",
+		"| msgate / rspamd | 2.50× | 0.50× / 0.50× (2.00× msg/s) |",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("table lacks %q:\n%s", want, out)

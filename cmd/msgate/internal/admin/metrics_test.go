@@ -43,6 +43,35 @@ msgate_decisions_total{action="defer",reason="rate-limit",stage="recipient",woul
 	}
 }
 
+func TestObserveSync(t *testing.T) {
+	m := newTestMetrics()
+	for _, d := range []time.Duration{200 * time.Microsecond, 300 * time.Microsecond, 3 * time.Millisecond} {
+		m.ObserveSync(d)
+	}
+	want := `
+# HELP msgate_state_sync_duration_seconds Time each fdatasync of the embedded state's log took: the disk wait that end of message shares with the other commits of its batch (none with the memory backend).
+# TYPE msgate_state_sync_duration_seconds histogram
+msgate_state_sync_duration_seconds_bucket{le="0.0001"} 0
+msgate_state_sync_duration_seconds_bucket{le="0.00025"} 1
+msgate_state_sync_duration_seconds_bucket{le="0.0005"} 2
+msgate_state_sync_duration_seconds_bucket{le="0.00075"} 2
+msgate_state_sync_duration_seconds_bucket{le="0.001"} 2
+msgate_state_sync_duration_seconds_bucket{le="0.002"} 2
+msgate_state_sync_duration_seconds_bucket{le="0.005"} 3
+msgate_state_sync_duration_seconds_bucket{le="0.01"} 3
+msgate_state_sync_duration_seconds_bucket{le="0.025"} 3
+msgate_state_sync_duration_seconds_bucket{le="0.1"} 3
+msgate_state_sync_duration_seconds_bucket{le="0.5"} 3
+msgate_state_sync_duration_seconds_bucket{le="2.5"} 3
+msgate_state_sync_duration_seconds_bucket{le="+Inf"} 3
+msgate_state_sync_duration_seconds_sum 0.0035
+msgate_state_sync_duration_seconds_count 3
+`
+	if err := testutil.CollectAndCompare(m.sync, strings.NewReader(want)); err != nil {
+		t.Error(err)
+	}
+}
+
 func BenchmarkObserve(b *testing.B) {
 	m := newTestMetrics()
 	d := policy.Decision{Verdict: policy.Accept, Reason: policy.ReasonWithinLimits, Microsoft: true}
