@@ -2,7 +2,6 @@ package postfixtest
 
 import (
 	"crypto/rand"
-	"encoding/base64"
 	"encoding/hex"
 	"fmt"
 	"net"
@@ -16,15 +15,7 @@ import (
 
 // ReplyError is a refusal of a command that ends the SMTP dialogue, such
 // as a 4xx or 5xx reply to MAIL.
-type ReplyError struct {
-	Command string // "MAIL FROM:<a@b>", "EHLO ...", "greeting"
-	Code    int    // 451
-	Reply   string // the whole reply, lines joined by "\n"
-}
-
-func (e *ReplyError) Error() string {
-	return fmt.Sprintf("postfixtest: %s: %s", e.Command, e.Reply)
-}
+type ReplyError = smtpclient.ReplyError
 
 // smtpTimeout bounds each command of Send; it is above Postfix's default
 // milter timeouts (30s) so that a slow milter shows as Postfix's reply.
@@ -62,63 +53,8 @@ func (p *Postfix) send(user, pass, from string, rcpts []string, body string) (rc
 		return nil, "", fmt.Errorf("postfixtest: connecting to smtpd: %w", err)
 	}
 	defer conn.Close()
-	c := smtpclient.New(conn, smtpTimeout)
-
-	if code, reply, err := c.Cmd(""); err != nil {
-		return nil, "", err
-	} else if code != 220 {
-		return nil, "", &ReplyError{"greeting", code, reply}
-	}
-	ehlo := "EHLO client.test.local"
-	if code, reply, err := c.Cmd(ehlo); err != nil {
-		return nil, "", err
-	} else if code != 250 {
-		return nil, "", &ReplyError{ehlo, code, reply}
-	}
-	if user != "" {
-		auth := "AUTH PLAIN " + base64.StdEncoding.EncodeToString([]byte("\x00"+user+"\x00"+pass))
-		if code, reply, err := c.Cmd(auth); err != nil {
-			return nil, "", err
-		} else if code != 235 {
-			c.Quit()
-			return nil, "", &ReplyError{"AUTH PLAIN", code, reply}
-		}
-	}
-	mail := "MAIL FROM:<" + from + ">"
-	if code, reply, err := c.Cmd(mail); err != nil {
-		return nil, "", err
-	} else if code/100 != 2 {
-		c.Quit()
-		return nil, "", &ReplyError{mail, code, reply}
-	}
-	accepted := 0
-	for _, rcpt := range rcpts {
-		code, reply, err := c.Cmd("RCPT TO:<" + rcpt + ">")
-		if err != nil {
-			return rcptReplies, "", err
-		}
-		rcptReplies = append(rcptReplies, reply)
-		if code/100 == 2 {
-			accepted++
-		}
-	}
-	if accepted == 0 {
-		c.Quit()
-		return rcptReplies, "", nil
-	}
-	code, reply, err := c.Cmd("DATA")
-	if err != nil {
-		return rcptReplies, "", err
-	}
-	if code != 354 {
-		c.Quit()
-		return rcptReplies, reply, nil
-	}
-	if _, reply, err = c.Cmd(smtpclient.DotStuff(body) + "."); err != nil {
-		return rcptReplies, "", err
-	}
-	c.Quit()
-	return rcptReplies, reply, nil
+	res, err := smtpclient.New(conn, smtpTimeout).Send(smtpclient.Transaction{User: user, Pass: pass, From: from, Rcpts: rcpts, Body: body})
+	return res.RcptReplies, res.DataReply, err
 }
 
 // Message returns a small RFC 5322 message. Give each message of a test
