@@ -112,26 +112,25 @@ func Summarize(reports []*load.Report, subject string, references []string) (*Su
 			if a == nil || b == nil || b.Rate == 0 {
 				continue
 			}
-			if s.Ratios == nil {
-				s.Ratios = make(map[string]map[string]float64)
-			}
 			key := subject + "/" + ref
-			if s.Ratios[key] == nil {
-				s.Ratios[key] = make(map[string]float64)
-			}
-			s.Ratios[key][sc.Key] = a.Rate / b.Rate
+			put(&s.Ratios, key, sc.Key, a.Rate/b.Rate)
 			if sc.Sessions == 1 && b.P50 > 0 && b.P99 > 0 {
-				if s.LatencyRatios == nil {
-					s.LatencyRatios = make(map[string]map[string][2]float64)
-				}
-				if s.LatencyRatios[key] == nil {
-					s.LatencyRatios[key] = make(map[string][2]float64)
-				}
-				s.LatencyRatios[key][sc.Key] = [2]float64{a.P50 / b.P50, a.P99 / b.P99}
+				put(&s.LatencyRatios, key, sc.Key, [2]float64{a.P50 / b.P50, a.P99 / b.P99})
 			}
 		}
 	}
 	return s, nil
+}
+
+// put sets (*m)[k1][k2], making the maps it needs.
+func put[V any](m *map[string]map[string]V, k1, k2 string, v V) {
+	if *m == nil {
+		*m = make(map[string]map[string]V)
+	}
+	if (*m)[k1] == nil {
+		(*m)[k1] = make(map[string]V)
+	}
+	(*m)[k1][k2] = v
 }
 
 func orKey(name, key string) string {
@@ -159,13 +158,7 @@ func Median(v []float64) float64 {
 // one session gives the latency ratios (p50 / p99), then that of the
 // rates; the others give the rates'.
 func (s *Summary) WriteMarkdown(w io.Writer) {
-	fmt.Fprint(w, "| server |")
-	for _, sc := range s.Scenarios {
-		fmt.Fprintf(w, " %s |", sc.Name)
-	}
-	fmt.Fprint(w, "\n|---|")
-	fmt.Fprint(w, strings.Repeat("---|", len(s.Scenarios)))
-	fmt.Fprintln(w)
+	s.writeHeader(w, "server")
 	for _, sv := range s.Servers {
 		fmt.Fprintf(w, "| %s |", sv.Name)
 		for _, sc := range s.Scenarios {
@@ -184,13 +177,8 @@ func (s *Summary) WriteMarkdown(w io.Writer) {
 	if len(s.Ratios) == 0 {
 		return
 	}
-	fmt.Fprint(w, "\n| ratio of medians |")
-	for _, sc := range s.Scenarios {
-		fmt.Fprintf(w, " %s |", sc.Name)
-	}
-	fmt.Fprint(w, "\n|---|")
-	fmt.Fprint(w, strings.Repeat("---|", len(s.Scenarios)))
 	fmt.Fprintln(w)
+	s.writeHeader(w, "ratio of medians")
 	for _, sv := range s.Servers {
 		for _, ref := range s.Servers {
 			ratios, ok := s.Ratios[sv.Key+"/"+ref.Key]
@@ -213,6 +201,18 @@ func (s *Summary) WriteMarkdown(w io.Writer) {
 			fmt.Fprintln(w)
 		}
 	}
+}
+
+// writeHeader writes a table's header row, first then the scenarios, and
+// its separator row.
+func (s *Summary) writeHeader(w io.Writer, first string) {
+	fmt.Fprintf(w, "| %s |", first)
+	for _, sc := range s.Scenarios {
+		fmt.Fprintf(w, " %s |", sc.Name)
+	}
+	fmt.Fprint(w, "\n|---|")
+	fmt.Fprint(w, strings.Repeat("---|", len(s.Scenarios)))
+	fmt.Fprintln(w)
 }
 
 // flags marks cells with errors or cut-short runs.

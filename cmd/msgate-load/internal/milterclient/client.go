@@ -398,16 +398,10 @@ func (c *Conn) Send(m *Message, res *Result) error {
 		return c.decide(res, *acceptedAll)
 	}
 
-	if c.event(StageData) {
-		c.start('T')
-		c.finish()
-		r, err := c.await(StageData)
-		if err != nil {
-			return err
-		}
-		if r.decided() {
-			return c.decide(res, r)
-		}
+	if r, err := c.bare(StageData); err != nil {
+		return err
+	} else if r.decided() {
+		return c.decide(res, r)
 	}
 	if c.Sends(StageHeader) {
 		for _, h := range m.Headers {
@@ -430,16 +424,10 @@ func (c *Conn) Send(m *Message, res *Result) error {
 			}
 		}
 	}
-	if c.event(StageEOH) {
-		c.start('N')
-		c.finish()
-		r, err := c.await(StageEOH)
-		if err != nil {
-			return err
-		}
-		if r.decided() {
-			return c.decide(res, r)
-		}
+	if r, err := c.bare(StageEOH); err != nil {
+		return err
+	} else if r.decided() {
+		return c.decide(res, r)
 	}
 	if c.Sends(StageBody) {
 		for body := m.Body; len(body) > 0; {
@@ -509,6 +497,18 @@ func (c *Conn) Close() error {
 
 // event writes the macros of a stage that exists in the milter's protocol
 // version, and reports whether the stage itself is to be sent.
+// bare sends the command of a stage that carries nothing (DATA, end of
+// headers) when the milter wants the stage, and returns its answer: a
+// Continue not sent when the stage is skipped.
+func (c *Conn) bare(s Stage) (Reply, error) {
+	if !c.event(s) {
+		return Reply{Stage: s, Action: Continue}, nil
+	}
+	c.start(stages[s].cmd)
+	c.finish()
+	return c.await(s)
+}
+
 func (c *Conn) event(s Stage) bool {
 	if !c.exists(s) {
 		return false
