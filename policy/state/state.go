@@ -94,6 +94,19 @@ func Oldest(now time.Time, window time.Duration) int64 {
 	return BucketOf(now.Add(-window), window)
 }
 
+// Rebucket is the bucket under window to of units counted in bucket idx
+// under window from (a rule re-declared by a config reload): the bucket
+// holding the old bucket's last instant. Bucket indexes depend on the
+// bucket width, so kept as they were, widening the window would make units
+// never expire and narrowing it would drop them at once; moved this way a
+// unit is never forgotten earlier than it would have been under the new
+// window from the start, and may be counted up to one old bucket longer.
+// Indexes in ascending order stay in ascending order.
+func Rebucket(idx int64, from, to time.Duration) int64 {
+	ow, nw := int64(BucketWidth(from)), int64(BucketWidth(to))
+	return ((idx+1)*ow - 1) / nw
+}
+
 // Expirer is implemented by stores that drop expired buckets and idle keys
 // when asked; the daemon calls Expire periodically so that memory and files
 // stay bounded under churn of many distinct accounts.

@@ -41,19 +41,17 @@ func (s *series) trim(now time.Time) int64 {
 	return dropped
 }
 
-// rewindow re-buckets the units for a new window (a rule re-declared by a
-// config reload). Each old bucket moves to the new bucket holding its last
-// instant, so a unit is never forgotten earlier than it would have been had
-// it been counted under the new window from the start.
+// rewindow re-buckets the units for a new window (state.Rebucket), merging
+// the old buckets that land in one new bucket, as the memory backend does.
 func (s *series) rewindow(w time.Duration) {
 	if s.window == w {
 		return
 	}
-	ow, nw := int64(state.BucketWidth(s.window)), int64(state.BucketWidth(w))
+	from := s.window
 	s.window = w
 	out := s.buckets[:0] // new indexes never decrease, so in place is safe
 	for _, b := range s.buckets {
-		j := ((b.idx+1)*ow - 1) / nw
+		j := state.Rebucket(b.idx, from, w)
 		if l := len(out); l > 0 && out[l-1].idx >= j {
 			out[l-1].count += b.count
 		} else {

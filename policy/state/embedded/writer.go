@@ -312,9 +312,7 @@ func (s *Store) write(b *batch, attrs []attrRec) bool {
 				// Re-declared while the unit was being written: place it as
 				// rewindow would have, and rewrite the record (written
 				// under the old window) next time.
-				tmp := series{window: u.window, buckets: []bucket{{idx: idx, count: 1}}}
-				tmp.rewindow(c.window)
-				idx = tmp.buckets[0].idx
+				idx = state.Rebucket(idx, u.window, c.window)
 				s.rewindowed[u.key] = struct{}{}
 			}
 			c.trim(r.now)

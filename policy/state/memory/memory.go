@@ -46,23 +46,17 @@ func (c *counter) trim(now time.Time) {
 	}
 }
 
-// rewindow re-buckets the units for a new window. Bucket indexes depend on
-// the bucket width: kept as they were, indexes of the old width would be
-// read as the new width's, so that widening the window made units never
-// expire and narrowing it dropped them at once. Each old bucket moves to
-// the new bucket holding its last instant, so a unit is never forgotten
-// earlier than it would have been under the new window from the start; it
-// may be counted up to one old bucket longer. The embedded backend does the
-// same.
+// rewindow re-buckets the units for a new window (state.Rebucket), merging
+// the old buckets that land in one new bucket.
 func (c *counter) rewindow(w time.Duration) {
 	if c.window == w {
 		return
 	}
-	ow, nw := int64(state.BucketWidth(c.window)), int64(state.BucketWidth(w))
+	from := c.window
 	c.window = w
 	out := c.buckets[:0] // new indexes never decrease, so in place is safe
 	for _, b := range c.buckets {
-		j := ((b.idx+1)*ow - 1) / nw
+		j := state.Rebucket(b.idx, from, w)
 		if l := len(out); l > 0 && out[l-1].idx >= j {
 			out[l-1].count += b.count
 		} else {
