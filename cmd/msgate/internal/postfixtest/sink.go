@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/msgate/msgate/cmd/msgate/internal/smtpclient"
 )
 
 // Delivery is one SMTP transaction that Postfix completed with the sink.
@@ -115,10 +117,10 @@ func parseDumpMessage(s string) (Delivery, error) {
 		case "X-Client-Addr", "X-Client-Proto", "X-Helo-Args":
 		case "X-Mail-Args":
 			d.MailArgs = value
-			d.Sender = angleAddr(value)
+			d.Sender = smtpclient.AngleAddr(value)
 		case "X-Rcpt-Args":
 			d.RcptArgs = append(d.RcptArgs, value)
-			d.Recipients = append(d.Recipients, angleAddr(value))
+			d.Recipients = append(d.Recipients, smtpclient.AngleAddr(value))
 		case "Received":
 			// "Received: from ...\n\tby HOST (smtp-sink) with ...;\n\tDATE\n"
 			for range 2 {
@@ -134,17 +136,6 @@ func parseDumpMessage(s string) (Delivery, error) {
 			return d, fmt.Errorf("unknown smtp-sink record %q", line)
 		}
 	}
-}
-
-// angleAddr returns the address in "<a@b> SIZE=1" or "<>".
-func angleAddr(args string) string {
-	if strings.HasPrefix(args, "<") {
-		if i := strings.Index(args, ">"); i > 0 {
-			return args[1:i]
-		}
-	}
-	addr, _, _ := strings.Cut(args, " ")
-	return addr
 }
 
 // WaitDelivered polls Delivered, flushing the queue in between, until pred

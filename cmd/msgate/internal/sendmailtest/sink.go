@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/msgate/msgate/cmd/msgate/internal/postfixtest"
+	"github.com/msgate/msgate/cmd/msgate/internal/smtpclient"
 )
 
 // Sink is an SMTP server that accepts every message and keeps it: the
@@ -133,7 +134,7 @@ func (s *Sink) session(c net.Conn) error {
 				break
 			}
 			d.MailArgs = args
-			d.Sender = angleAddr(args)
+			d.Sender = smtpclient.AngleAddr(args)
 			inTx = true
 			err = reply("250 2.1.0 Ok")
 		case "RCPT":
@@ -143,7 +144,7 @@ func (s *Sink) session(c net.Conn) error {
 				break
 			}
 			d.RcptArgs = append(d.RcptArgs, args)
-			d.Recipients = append(d.Recipients, angleAddr(args))
+			d.Recipients = append(d.Recipients, smtpclient.AngleAddr(args))
 			err = reply("250 2.1.5 Ok")
 		case "DATA":
 			if !inTx || len(d.Recipients) == 0 {
@@ -193,15 +194,4 @@ func cutPrefixFold(s, prefix string) (string, bool) {
 		return "", false
 	}
 	return strings.TrimSpace(s[len(prefix):]), true
-}
-
-// angleAddr returns the address in "<a@b> SIZE=1" or "<>".
-func angleAddr(args string) string {
-	if strings.HasPrefix(args, "<") {
-		if i := strings.Index(args, ">"); i > 0 {
-			return args[1:i]
-		}
-	}
-	addr, _, _ := strings.Cut(args, " ")
-	return addr
 }

@@ -69,6 +69,18 @@ func FirstLine(s string) string {
 	return s
 }
 
+// AngleAddr returns the address of a MAIL or RCPT argument, "<a@b> SIZE=1"
+// or "<>" (the sinks of the harnesses read them).
+func AngleAddr(args string) string {
+	if strings.HasPrefix(args, "<") {
+		if i := strings.Index(args, ">"); i > 0 {
+			return args[1:i]
+		}
+	}
+	addr, _, _ := strings.Cut(args, " ")
+	return addr
+}
+
 // DotStuff returns body with CRLF line ends, a final line end, and a dot
 // doubled at the start of each line (RFC 5321 §4.5.2).
 func DotStuff(body string) string {

@@ -136,3 +136,16 @@ func TestSendRefusals(t *testing.T) {
 		t.Errorf("refused MAIL: %v", err)
 	}
 }
+
+func TestAngleAddr(t *testing.T) {
+	for in, want := range map[string]string{
+		"<a@b.example> SIZE=10": "a@b.example",
+		"<>":                    "",
+		"<> BODY=8BITMIME":      "",
+		"a@b.example SIZE=1":    "a@b.example",
+	} {
+		if got := AngleAddr(in); got != want {
+			t.Errorf("AngleAddr(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
