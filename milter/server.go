@@ -46,11 +46,30 @@ type Options struct {
 // ErrServerClosed is returned by Serve after Shutdown.
 var ErrServerClosed = errors.New("milter: server closed")
 
-// Protocol is what msgate negotiates: the envelope only. Every stage left
-// out costs the MTA no round trip. The "no reply" flags stay unset: go-milter
-// v0.5 replies anyway and the two sides fall out of step.
-const Protocol = gomilter.OptNoHelo | gomilter.OptNoHeaders | gomilter.OptNoEOH |
-	gomilter.OptNoBody | gomilter.OptNoUnknown | gomilter.OptNoData
+// Stages are the stages msgate negotiates away: it decides on the envelope
+// and answers at end of message. Every stage left out costs the MTA a round
+// trip per message.
+const Stages = gomilter.OptNoHelo | gomilter.OptNoHeaders | gomilter.OptNoEOH |
+	gomilter.OptNoBody | gomilter.OptNoUnknown
+
+// NoReplies are the stages msgate never answers with anything but
+// "continue", so it tells an MTA of protocol version 6 not to wait for an
+// answer: connect and MAIL cost Postfix a write each instead of a round
+// trip.
+const NoReplies = gomilter.OptNoConnReply | gomilter.OptNoMailReply
+
+// Protocol is what msgate negotiates with an MTA that offers version 6 and
+// every flag (Postfix, Sendmail 8.14 and later): the stages above away, no
+// answers at connect and MAIL, and DATA kept, where a transaction with
+// nothing for end of message is accepted (the MTA then leaves msgate out
+// of the rest of that message: for Postfix no cleanup(8) work at all). A
+// flag the MTA does not offer is not taken.
+const Protocol = Stages | NoReplies
+
+// protocolV2 is what msgate negotiates with an MTA that offers a version
+// below 6: the same stages away (DATA too, which version 2 lacks), and an
+// answer to every command.
+const protocolV2 = Stages | gomilter.OptNoData
 
 // Actions is what msgate may ask the MTA to do: choose its macros, add the
 // stamp header, and put a message in the hold queue.
@@ -67,7 +86,8 @@ var Macros = map[gomilter.Stage][]string{
 // Server serves the milter protocol. Create it with NewServer.
 type Server struct {
 	opts Options
-	// optneg is the answer to every MTA's negotiation, built once.
+	// optneg is the answer to an MTA of protocol version 6 that offers
+	// every flag msgate takes, built once; other MTAs get one of their own.
 	optneg []byte
 	// observe is told every decision and how long the policy took over it
 	// (for metrics).
@@ -94,7 +114,7 @@ func NewServer(opts Options) *Server {
 	}
 	return &Server{
 		opts:     opts,
-		optneg:   negotiation(Actions, Protocol, Macros),
+		optneg:   negotiation(protocolVersion, Actions, Protocol, Macros),
 		sessions: make(map[*session]struct{}),
 	}
 }
@@ -191,7 +211,8 @@ func (s *Server) Shutdown(ctx context.Context) error {
 // draining.
 func (s *Server) open(c net.Conn) *session {
 	cid := s.nextCID.Add(1)
-	sess := &session{srv: s, log: s.opts.Logger.With(zap.Uint64("cid", cid))}
+	log := s.opts.Logger.With(zap.Uint64("cid", cid))
+	sess := &session{srv: s, base: log, log: log}
 	tc := &conn{Conn: c, sess: sess, idle: s.opts.IdleTimeout, write: s.opts.WriteTimeout}
 	tc.br = bufio.NewReaderSize(rawReader{tc}, 4096)
 	sess.conn = tc

@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	gomilter "github.com/emersion/go-milter"
 	"go.uber.org/zap"
 
 	"github.com/msgate/msgate/policy"
@@ -22,8 +23,11 @@ import (
 type session struct {
 	srv   *Server
 	conn  *conn
+	base  *zap.Logger // the connection's logger; log adds the client's fields
 	log   *zap.Logger
 	woken atomic.Bool
+	// noReply is the commands the MTA agreed not to wait for an answer to.
+	noReply gomilter.OptProtocol
 
 	// The serve loop's own: the read buffer, the replies being built, and
 	// the values of the last macro packet.
@@ -120,7 +124,17 @@ var errQuit = errors.New("milter: quit")
 func (s *session) command(code byte, data []byte) error {
 	switch code {
 	case cmdOptNeg:
-		s.wbuf = append(s.wbuf, s.srv.optneg...)
+		o, err := parseOffer(data)
+		if err != nil {
+			return err
+		}
+		version, proto := protocolFor(o)
+		if version == protocolVersion && proto == Protocol {
+			s.wbuf = append(s.wbuf, s.srv.optneg...)
+		} else {
+			s.wbuf = append(s.wbuf, negotiation(version, Actions, proto, Macros)...)
+		}
+		s.noReply = proto & NoReplies
 	case cmdMacro:
 		m, err := parseMacros(data)
 		if err != nil {
@@ -133,12 +147,14 @@ func (s *session) command(code byte, data []byte) error {
 			return err
 		}
 		s.connect(ci)
-		s.wbuf = appendPacket(s.wbuf, replyContinue)
+		s.answer(gomilter.OptNoConnReply)
 	case cmdMail:
 		s.mailFrom(address(data))
-		s.wbuf = appendPacket(s.wbuf, replyContinue)
+		s.answer(gomilter.OptNoMailReply)
 	case cmdRcpt:
 		s.wbuf = appendResponse(s.wbuf, s.rcptTo(address(data)))
+	case cmdData:
+		s.wbuf = appendPacket(s.wbuf, s.data())
 	case cmdEOB:
 		s.endOfMessage()
 	case cmdAbort:
@@ -146,19 +162,41 @@ func (s *session) command(code byte, data []byte) error {
 		// are forgotten.
 		s.abort()
 		s.mac = macros{}
-	case cmdHelo, cmdHeader, cmdEOH, cmdBody, cmdData, cmdUnknown:
+	case cmdHelo, cmdHeader, cmdEOH, cmdBody, cmdUnknown:
 		// Stages msgate negotiates away; an MTA that sends them anyway
 		// is told to go on.
 		s.wbuf = appendPacket(s.wbuf, replyContinue)
-	case cmdQuit, cmdQuitNC:
-		// QUIT_NC (a new SMTP connection on this one) comes only after a
-		// version 6 negotiation; msgate negotiates version 2, as go-milter
-		// does, and like go-milter ends the connection.
+	case cmdQuitNC:
+		// The MTA goes on with a new SMTP session on this connection:
+		// its connect command follows.
+		s.newSession()
+	case cmdQuit:
 		return errQuit
 	default:
 		return errors.New("milter: unknown command")
 	}
 	return nil
+}
+
+// answer says "continue" to a command, unless the MTA agreed not to wait for
+// an answer to it.
+func (s *session) answer(noReply gomilter.OptProtocol) {
+	if s.noReply&noReply == 0 {
+		s.wbuf = appendPacket(s.wbuf, replyContinue)
+	}
+}
+
+// newSession forgets the SMTP session that ended (QUIT_NC): its
+// transaction's units are given back, its client and macros forgotten.
+func (s *session) newSession() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.tx != nil {
+		s.release("SMTP session ended")
+	}
+	s.clientIP, s.nonSMTP = "", false
+	s.log = s.base
+	s.mac = macros{}
 }
 
 // connect records the client. Mail from Postfix's sendmail command (pickup)
@@ -287,6 +325,21 @@ func (s *session) endOfMessage() {
 		s.wbuf = appendPacket(s.wbuf, replyQuarantine, d.Reply.Text, "\x00")
 	}
 	s.wbuf = appendResponse(s.wbuf, d)
+}
+
+// data answers DATA. A transaction the policy needs nothing more for (no
+// Microsoft recipient: nothing reserved, stamped, refused or held) is
+// accepted: the MTA then leaves msgate out of the rest of the message,
+// which for Postfix means cleanup(8) neither receives msgate's connection
+// nor asks it at end of message.
+func (s *session) data() byte {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.isClosed || s.tx == nil || s.tx.WantsEndOfMessage() {
+		return replyContinue
+	}
+	s.tx = nil
+	return replyAccept
 }
 
 // abort ends the transaction without a message (RSET, a refused DATA, the

@@ -28,10 +28,11 @@ const maxPacket = 1 << 20
 // larger packet gets a buffer of its own.
 const keepBuffer = 64 << 10
 
-// protocolVersion is the version msgate answers the MTA's negotiation with,
-// as go-milter does: Postfix, Sendmail 8.17 and miltertest accept it with
-// the macro list and the stages left out.
-const protocolVersion = 2
+// protocolVersion is the version msgate answers an MTA of version 6 or
+// later with: the version of the "no reply" flags and of the DATA stage. An
+// older MTA is answered with version 2 (go-milter's), which Postfix,
+// Sendmail 8.17 and miltertest also accept with the macro list.
+const protocolVersion = 6
 
 // Commands from the MTA.
 const (
@@ -41,7 +42,7 @@ const (
 	cmdMacro   = 'D'
 	cmdEOB     = 'E'
 	cmdHelo    = 'H'
-	cmdQuitNC  = 'K'
+	cmdQuitNC  = 'K' // version 6: the MTA reuses the connection for a new SMTP session
 	cmdHeader  = 'L'
 	cmdMail    = 'M'
 	cmdEOH     = 'N'
@@ -55,6 +56,7 @@ const (
 // Replies and requests to the MTA.
 const (
 	replyContinue   = byte(gomilter.ActContinue)  // 'c'
+	replyAccept     = byte(gomilter.ActAccept)    // 'a': this message needs msgate no more
 	replyCode       = byte(gomilter.ActReplyCode) // 'y'
 	replyAddHeader  = 'h'
 	replyQuarantine = 'q'
@@ -114,9 +116,9 @@ func appendPacket(b []byte, code byte, data ...string) []byte {
 
 // negotiation is the answer to the MTA's option negotiation: the version,
 // the actions and the stages msgate wants, and the macros it asks for.
-func negotiation(actions gomilter.OptAction, protocol gomilter.OptProtocol, macros map[gomilter.Stage][]string) []byte {
+func negotiation(version uint32, actions gomilter.OptAction, protocol gomilter.OptProtocol, macros map[gomilter.Stage][]string) []byte {
 	var data []byte
-	data = binary.BigEndian.AppendUint32(data, protocolVersion)
+	data = binary.BigEndian.AppendUint32(data, version)
 	data = binary.BigEndian.AppendUint32(data, uint32(actions))
 	data = binary.BigEndian.AppendUint32(data, uint32(protocol))
 	if actions&gomilter.OptSetSymList != 0 {
@@ -131,6 +133,34 @@ func negotiation(actions gomilter.OptAction, protocol gomilter.OptProtocol, macr
 		}
 	}
 	return appendPacket(nil, replyOptNeg, string(data))
+}
+
+// offer is what the MTA's option negotiation says it supports.
+type offer struct {
+	version  uint32
+	actions  gomilter.OptAction
+	protocol gomilter.OptProtocol
+}
+
+func parseOffer(data []byte) (offer, error) {
+	if len(data) < 12 {
+		return offer{}, errMalformed
+	}
+	return offer{
+		version:  binary.BigEndian.Uint32(data),
+		actions:  gomilter.OptAction(binary.BigEndian.Uint32(data[4:])),
+		protocol: gomilter.OptProtocol(binary.BigEndian.Uint32(data[8:])),
+	}, nil
+}
+
+// protocolFor is the protocol version and flags msgate takes from an
+// offer: Protocol where the MTA speaks version 6, less what it does not
+// offer; protocolV2 for older MTAs.
+func protocolFor(o offer) (uint32, gomilter.OptProtocol) {
+	if o.version < protocolVersion {
+		return 2, protocolV2
+	}
+	return protocolVersion, Protocol & o.protocol
 }
 
 // cstring splits the NUL-terminated string at the start of b from the rest.

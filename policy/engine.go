@@ -193,6 +193,16 @@ func (e *Engine) Begin(env Envelope) *Transaction {
 // Held is the number of units the transaction has reserved.
 func (tx *Transaction) Held() int { return len(tx.held) }
 
+// WantsEndOfMessage reports whether EndOfMessage has anything to do once the
+// recipients are known: units to commit, a Microsoft recipient (or, with
+// stamp_all, any message) to stamp and remember, a refusal or a hold to
+// apply. When it is false the MTA need not ask at end of message, and a
+// transaction that ends without EndOfMessage holds nothing to give back.
+func (tx *Transaction) WantsEndOfMessage() bool {
+	return len(tx.held) > 0 || tx.microsoft || tx.refusal != nil || tx.hold != nil ||
+		(tx.p.cfg.StampAll && tx.p.cfg.Sealer != nil && tx.Account.Kind != AccountNone)
+}
+
 // Recipient decides one recipient at RCPT TO and, for a Microsoft recipient
 // within limits, reserves its unit in the transaction.
 func (e *Engine) Recipient(ctx context.Context, tx *Transaction, rcpt string, now time.Time) Decision {
