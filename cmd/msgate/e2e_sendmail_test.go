@@ -65,7 +65,7 @@ func startServeIn(t *testing.T, ns *sendmailtest.NetNS, config string) *nsDaemon
 	milterAddr := fmt.Sprintf("inet:127.0.0.1:%d", sendmailMilterPort)
 	path := filepath.Join(t.TempDir(), "msgate.toml")
 	dir := t.TempDir()
-	cfg := fmt.Sprintf("[milter]\nlisten = %q\n[admin]\nlisten = \"unix:%s/admin.sock\"\n[state]\npath = \"%s/state.db\"\n[log]\nlevel = \"debug\"\n%s",
+	cfg := fmt.Sprintf("[milter]\nlisten = %q\n[admin]\nlisten = \"unix:%s/admin.sock\"\n[state]\npath = \"%s/state.db\"\n[log]\nlevel = \"debug\"\nflush_interval = \"10ms\"\n%s",
 		milterAddr, dir, dir, config)
 	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)

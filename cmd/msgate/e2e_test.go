@@ -91,7 +91,7 @@ func startServe(t *testing.T, config string) *daemonProc {
 	path := filepath.Join(t.TempDir(), "msgate.toml")
 	dir := t.TempDir()
 	// The test's own part first: it may hold top-level keys (rate = []).
-	cfg := fmt.Sprintf("%s\n[milter]\nlisten = %q\n[admin]\nlisten = \"unix:%s/admin.sock\"\n[state]\npath = \"%s/state.db\"\n[log]\nlevel = \"debug\"\n",
+	cfg := fmt.Sprintf("%s\n[milter]\nlisten = %q\n[admin]\nlisten = \"unix:%s/admin.sock\"\n[state]\npath = \"%s/state.db\"\n[log]\nlevel = \"debug\"\nflush_interval = \"10ms\"\n",
 		config, milterAddr, dir, dir)
 	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
@@ -161,8 +161,8 @@ func waitPort(t *testing.T, addr string, d *daemonProc) {
 }
 
 // logLines returns msgate's log lines that contain every one of subs. The
-// daemon writes its lines from a goroutine of its own, an instant after
-// logging them: the log is read once it has stopped growing.
+// test daemons write their lines every 10ms (log.flush_interval): the log is
+// read once it has stopped growing.
 func (d *daemonProc) logLines(subs ...string) []string {
 	text := d.log.String()
 	for range 100 {

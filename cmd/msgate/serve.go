@@ -44,8 +44,11 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 	atom := zap.NewAtomicLevelAt(level)
-	out := newLineWriter(stderr)
-	defer out.Close()
+	// Lines wait in memory up to flush_interval and are written together:
+	// written one by one, each decision line cost msgate a system call and
+	// a wake-up of the writer. Stop writes what is left.
+	out := &zapcore.BufferedWriteSyncer{WS: zapcore.AddSync(stderr), FlushInterval: cfg.Log.FlushInterval.D()}
+	defer out.Stop()
 	log := newLogger(cfg.Log.Format, atom, out)
 
 	d, err := newDaemon(cfg, log)
@@ -277,10 +280,11 @@ func (d *daemon) apply(cfg *config.Config) error {
 		return err
 	}
 	for key, changed := range map[string]bool{
-		"milter.listen": cfg.Milter.Listen != old.Milter.Listen,
-		"admin.listen":  cfg.Admin.Listen != old.Admin.Listen,
-		"state.backend": cfg.State.Backend != old.State.Backend,
-		"log.format":    cfg.Log.Format != old.Log.Format,
+		"milter.listen":      cfg.Milter.Listen != old.Milter.Listen,
+		"admin.listen":       cfg.Admin.Listen != old.Admin.Listen,
+		"state.backend":      cfg.State.Backend != old.State.Backend,
+		"log.format":         cfg.Log.Format != old.Log.Format,
+		"log.flush_interval": cfg.Log.FlushInterval != old.Log.FlushInterval,
 	} {
 		if changed {
 			d.log.Warn("reload: this setting changes only on restart", zap.String("key", key))

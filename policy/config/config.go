@@ -196,6 +196,10 @@ func DefaultAdminListen() string {
 type Log struct {
 	Level  string `toml:"level"`  // debug, info, warn or error
 	Format string `toml:"format"` // json or console
+	// FlushInterval is the longest a logged line waits in memory before
+	// it is written: lines are written together, not one system call
+	// and one wake-up of a writer each.
+	FlushInterval Duration `toml:"flush_interval"`
 }
 
 // State chooses where counts and account standings are kept.
@@ -304,8 +308,9 @@ func Default() *Config {
 			SocketMode: "0660",
 		},
 		Log: Log{
-			Level:  "info",
-			Format: "json",
+			Level:         "info",
+			Format:        "json",
+			FlushInterval: Duration(time.Second),
 		},
 		State: State{
 			Backend: BackendEmbedded,

@@ -128,7 +128,7 @@ func TestFull(t *testing.T) {
 			OnError:         "accept",
 		},
 		Admin: Admin{Listen: "inet:127.0.0.1:9902", SocketMode: "0600"},
-		Log:   Log{Level: "debug", Format: "console"},
+		Log:   Log{Level: "debug", Format: "console", FlushInterval: Duration(250 * time.Millisecond)},
 		State: State{Backend: "memory", Path: "/srv/msgate/state.db"},
 		Microsoft: Microsoft{
 			Resolver:        "[2001:db8::53]:5353",

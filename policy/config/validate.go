@@ -100,6 +100,10 @@ func (a *Admin) validate(v *validator) {
 func (l *Log) validate(v *validator) {
 	v.oneOf("log.level", l.Level, "debug", "info", "warn", "error")
 	v.oneOf("log.format", l.Format, "json", "console")
+	v.positive("log.flush_interval", l.FlushInterval)
+	if l.FlushInterval.D() > time.Minute {
+		v.add("log.flush_interval", "must be at most 1m, not %s: lines wait that long in memory", l.FlushInterval)
+	}
 }
 
 func (s *State) validate(v *validator) {
