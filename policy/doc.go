@@ -13,4 +13,10 @@
 // when the transaction is aborted or the session drops. Mail injected without
 // SMTP (Postfix's sendmail command) cannot be refused per recipient, so its
 // refusals are collected and applied to the whole message at end of message.
+//
+// It also decides an account's standing: flagged by complaints reaching a
+// threshold or by the admin, unflagged by the admin (complaints received
+// until then are forgiven). Recording a complaint, flagging and unflagging
+// return a Transition, which says whether the change flagged the account;
+// callers act on that (notification, logs) and keep no rules of their own.
 package policy

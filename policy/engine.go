@@ -364,24 +364,13 @@ func (e *Engine) EndOfMessage(ctx context.Context, tx *Transaction, now time.Tim
 		return d
 	}
 	d := Decision{Reason: ReasonMessageAccepted}
-	var errs []error
-	if bc, ok := e.store.(state.BatchCommitter); ok && len(tx.held) > 1 {
-		// One durable write for the whole message.
-		if err := bc.CommitAll(ctx, tx.held, now); err != nil {
-			errs = append(errs, err)
-		}
-	} else {
-		for _, r := range tx.held {
-			if err := e.store.Commit(ctx, r, now); err != nil {
-				errs = append(errs, err)
-			}
-		}
-	}
+	// One durable write for the whole message.
+	err := e.store.CommitAll(ctx, tx.held, now)
 	tx.held = tx.held[:0]
-	if len(errs) > 0 {
+	if err != nil {
 		// A unit that cannot be made to count must not slip through: the
 		// message is deferred unless the admin chose to fail open.
-		d.Reason, d.Err = ReasonStateFailure, errors.Join(errs...)
+		d.Reason, d.Err = ReasonStateFailure, err
 		if !tx.p.cfg.AcceptOnStateFailure {
 			d.Verdict, d.Reply = Defer, ReplyStateDefer
 			return d
@@ -407,8 +396,8 @@ func (e *Engine) mark(ctx context.Context, tx *Transaction, d *Decision, now tim
 			d.Stamp = tok
 		}
 	}
-	if a, ok := e.store.(state.Attributions); ok && tx.Env.QueueID != "" && tx.microsoft {
-		if err := a.Remember(ctx, tx.Env.QueueID, tx.Account.Name, now); err != nil {
+	if tx.Env.QueueID != "" && tx.microsoft {
+		if err := e.store.Remember(ctx, tx.Env.QueueID, tx.Account.Name, now); err != nil {
 			d.Err = errors.Join(d.Err, fmt.Errorf("remembering the queue id: %w", err))
 		}
 	}

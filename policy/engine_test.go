@@ -27,18 +27,54 @@ func (fakeDetector) Detect(_ context.Context, domain string, _ time.Time) (detec
 }
 
 // failingStore fails every call, as a dead backend does.
-type failingStore struct{ state.Store }
+type failingStore struct{}
+
+var _ state.Store = failingStore{}
 
 var errDown = errors.Join(state.ErrUnavailable, errors.New("disk gone"))
 
 func (failingStore) Reserve(context.Context, []state.Counter, time.Time) (state.Outcome, error) {
 	return state.Outcome{}, errDown
 }
+func (failingStore) Commit(context.Context, state.Reservation, time.Time) error      { return errDown }
+func (failingStore) CommitAll(context.Context, []state.Reservation, time.Time) error { return errDown }
+func (failingStore) Release(context.Context, state.Reservation) error                { return errDown }
+func (failingStore) Usage(context.Context, string, time.Duration, time.Time) (state.Usage, error) {
+	return state.Usage{}, errDown
+}
+func (failingStore) Scan(context.Context, string, time.Time) ([]state.KeyUsage, error) {
+	return nil, errDown
+}
+func (failingStore) Expire(context.Context, time.Time) error         { return errDown }
+func (failingStore) SetFlag(context.Context, state.Flag) error       { return errDown }
+func (failingStore) ClearFlag(context.Context, string) (bool, error) { return false, errDown }
+func (failingStore) GetFlag(context.Context, string) (state.Flag, bool, error) {
+	return state.Flag{}, false, errDown
+}
+func (failingStore) ListFlags(context.Context) ([]state.Flag, error) { return nil, errDown }
+func (failingStore) AddComplaint(context.Context, state.Complaint) (bool, error) {
+	return false, errDown
+}
+func (failingStore) ComplaintsSince(context.Context, string, time.Time) ([]state.Complaint, error) {
+	return nil, errDown
+}
+func (failingStore) ComplainedSince(context.Context, time.Time) ([]state.Complaint, error) {
+	return nil, errDown
+}
+func (failingStore) ForgetComplaints(context.Context, time.Time) error         { return errDown }
+func (failingStore) Remember(context.Context, string, string, time.Time) error { return errDown }
+func (failingStore) Attribute(context.Context, string) (string, time.Time, bool, error) {
+	return "", time.Time{}, false, errDown
+}
+func (failingStore) ForgetAttributions(context.Context, time.Time) error { return errDown }
+func (failingStore) Close() error                                        { return nil }
 
 // commitFailingStore admits but cannot make units durable.
 type commitFailingStore struct{ *memory.Store }
 
-func (commitFailingStore) Commit(context.Context, state.Reservation, time.Time) error { return errDown }
+func (commitFailingStore) CommitAll(context.Context, []state.Reservation, time.Time) error {
+	return errDown
+}
 
 var (
 	t0  = time.Date(2026, 11, 27, 9, 0, 0, 0, time.UTC)
@@ -352,7 +388,7 @@ func TestComplaintThresholds(t *testing.T) {
 		t.Fatalf("after the complaints aged out: %+v", d)
 	}
 	// An unflag forgives the complaints received before it.
-	s.SetFlag(ctx, state.Flag{Account: "alice", Action: policy.FlagCleared, Since: t0})
+	s.SetFlag(ctx, state.Flag{Account: "alice", Action: state.ActionForgiven, Since: t0})
 	if d := verdict(t0.Add(time.Minute)); d.Verdict != policy.Accept {
 		t.Fatalf("after unflag: %+v", d)
 	}

@@ -2,14 +2,12 @@ package policy
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"time"
 
 	"github.com/msgate/msgate/policy/state"
 )
-
-// FlagCleared is the action of a flag that records an unflag: complaints
-// received before its Since no longer count.
-const FlagCleared = "cleared"
 
 // Standing is whether an account's Microsoft mail is held back, and why.
 type Standing struct {
@@ -24,6 +22,26 @@ type Standing struct {
 	Threshold  *Threshold
 }
 
+// Transition is what a change (a complaint, a flag or an unflag by the
+// admin) did to an account's standing.
+type Transition struct {
+	Account string
+	Was     Standing
+	Now     Standing
+}
+
+// Flagged reports whether the change flagged the account, or made its flag
+// stricter (defer to reject).
+func (t Transition) Flagged() bool {
+	return t.Now.Flagged && (!t.Was.Flagged || t.Now.Action != t.Was.Action)
+}
+
+// Unflagged reports whether the change ended the account's flag.
+func (t Transition) Unflagged() bool { return t.Was.Flagged && !t.Now.Flagged }
+
+// ErrNotFlagged is returned by Unflag for an account that is not flagged.
+var ErrNotFlagged = errors.New("policy: account is not flagged")
+
 // Standing reports an account's standing at now.
 func (e *Engine) Standing(ctx context.Context, account string, now time.Time) (Standing, error) {
 	return e.standing(ctx, e.p.Load(), account, now)
@@ -32,33 +50,30 @@ func (e *Engine) Standing(ctx context.Context, account string, now time.Time) (S
 func (e *Engine) standing(ctx context.Context, p *params, account string, now time.Time) (Standing, error) {
 	var st Standing
 	var floor time.Time // complaints before an unflag do not count
-	if flags, ok := e.store.(state.Flags); ok {
-		f, flagged, err := flags.GetFlag(ctx, account)
-		if err != nil {
-			return st, err
-		}
-		switch {
-		case flagged && f.Action == FlagCleared:
-			floor = f.Since
-		case flagged:
-			manual := f
-			st.Flagged, st.Manual = true, &manual
-			st.Action = RuleDefer
-			if f.Action == "reject" {
-				st.Action = RuleReject
-			}
-			return st, nil
-		}
+	f, flagged, err := e.store.GetFlag(ctx, account)
+	if err != nil {
+		return st, err
 	}
-	cs, ok := e.store.(state.Complaints)
-	if !ok || len(p.thresholds) == 0 {
+	switch {
+	case flagged && f.Action == state.ActionForgiven:
+		floor = f.Since
+	case flagged:
+		manual := f
+		st.Flagged, st.Manual = true, &manual
+		st.Action = RuleDefer
+		if f.Action == state.ActionReject {
+			st.Action = RuleReject
+		}
+		return st, nil
+	}
+	if len(p.thresholds) == 0 {
 		return st, nil
 	}
 	since := now.Add(-p.maxWithin)
 	if floor.After(since) {
 		since = floor
 	}
-	list, err := cs.ComplaintsSince(ctx, account, since)
+	list, err := e.store.ComplaintsSince(ctx, account, since)
 	if err != nil || len(list) == 0 {
 		return st, err
 	}
@@ -79,4 +94,72 @@ func (e *Engine) standing(ctx context.Context, p *params, account string, now ti
 		}
 	}
 	return st, nil
+}
+
+// RecordComplaint counts a recipient's complaint about an account's mail,
+// once per report (added is false for a report already counted), and
+// returns what it did to the account: Flagged when it reached a threshold.
+func (e *Engine) RecordComplaint(ctx context.Context, c state.Complaint, now time.Time) (added bool, t Transition, err error) {
+	p := e.p.Load()
+	t.Account = c.Account
+	if t.Was, err = e.standing(ctx, p, c.Account, now); err != nil {
+		return false, t, err
+	}
+	if added, err = e.store.AddComplaint(ctx, c); err != nil {
+		return false, t, err
+	}
+	t.Now, err = e.standing(ctx, p, c.Account, now)
+	return added, t, err
+}
+
+// Flag holds an account's Microsoft mail back by hand (RuleDefer or
+// RuleReject), with the admin's note, until Unflag.
+func (e *Engine) Flag(ctx context.Context, account string, action RuleAction, note string, now time.Time) (Transition, error) {
+	if action != RuleDefer && action != RuleReject {
+		return Transition{}, fmt.Errorf("policy: a flag defers or rejects, not %s", action)
+	}
+	p := e.p.Load()
+	t := Transition{Account: account}
+	var err error
+	if t.Was, err = e.standing(ctx, p, account, now); err != nil {
+		return t, err
+	}
+	f := state.Flag{Account: account, Action: action.String(), Reason: "manual", Note: note, Since: now.UTC()}
+	if err := e.store.SetFlag(ctx, f); err != nil {
+		return t, err
+	}
+	t.Now, err = e.standing(ctx, p, account, now)
+	return t, err
+}
+
+// Unflag ends an account's flag: the admin's, and the complaints' (those
+// received until now no longer count; new ones count again). It returns
+// ErrNotFlagged when the account is not flagged.
+func (e *Engine) Unflag(ctx context.Context, account string, now time.Time) (Transition, error) {
+	p := e.p.Load()
+	t := Transition{Account: account}
+	var err error
+	if t.Was, err = e.standing(ctx, p, account, now); err != nil {
+		return t, err
+	}
+	if !t.Was.Flagged {
+		return t, fmt.Errorf("%w: %s", ErrNotFlagged, account)
+	}
+	t.Now = t.Was
+	if t.Now.Manual != nil {
+		if _, err := e.store.ClearFlag(ctx, account); err != nil {
+			return t, err
+		}
+		if t.Now, err = e.standing(ctx, p, account, now); err != nil {
+			return t, err
+		}
+	}
+	if t.Now.Flagged {
+		forgive := state.Flag{Account: account, Action: state.ActionForgiven, Reason: "unflagged", Since: now.UTC()}
+		if err := e.store.SetFlag(ctx, forgive); err != nil {
+			return t, err
+		}
+		t.Now, err = e.standing(ctx, p, account, now)
+	}
+	return t, err
 }

@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/msgate/msgate/cmd/msgate/internal/postfixtest"
 	"github.com/msgate/msgate/policy/feedback"
@@ -44,12 +45,14 @@ var stampLine = regexp.MustCompile(`(?m)^X-Msgate-Ref: (\S+)\r?$`)
 func TestPostfixFeedbackLoop(t *testing.T) {
 	postfixtest.Require(t)
 	ns := startDNS(t)
+	events := filepath.Join(t.TempDir(), "flag-events")
 	d := startServe(t, fmt.Sprintf(`
 [microsoft]
 resolver = %q
 [feedback]
 secret = %q
-`, ns.Addr, testSecret))
+on_flag = ["/bin/sh", "-c", "cat >> %s"]
+`, ns.Addr, testSecret, events))
 	p := postfixtest.Start(t, postfixtest.Options{
 		MilterAddr:   d.milter,
 		RelayDomains: []string{"outlook.com", "example.net"},
@@ -123,5 +126,29 @@ secret = %q
 	res = fblBinary(t, cfgPath, jmrpAround("stripped", stripped))
 	if res.Outcome != feedback.OutcomeRecorded || res.Account != alice || res.AttributedBy != "queue-id" {
 		t.Fatalf("report without the stamp: %+v, want attributed to alice by queue id", res)
+	}
+
+	// on_flag ran once: for the complaint that flagged alice, not for the
+	// second one (she was flagged already, at the same action).
+	read := func() []FlagEvent {
+		b, _ := os.ReadFile(events)
+		var evs []FlagEvent
+		for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+			var ev FlagEvent
+			if json.Unmarshal([]byte(line), &ev) == nil {
+				evs = append(evs, ev)
+			}
+		}
+		return evs
+	}
+	// The commands run in the background: wait for the first, then give
+	// a wrong second one the time to show up.
+	for i := 0; len(read()) == 0 && i < 100; i++ {
+		time.Sleep(100 * time.Millisecond)
+	}
+	time.Sleep(500 * time.Millisecond)
+	got := read()
+	if len(got) != 1 || got[0].Event != "flagged" || got[0].Account != alice || got[0].Action != "defer" || got[0].Complaints != 1 {
+		t.Fatalf("on_flag events: %+v, want one: alice flagged, defer, 1 complaint", got)
 	}
 }

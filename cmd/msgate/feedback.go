@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -50,11 +49,7 @@ type FlagEvent struct {
 // the spool). An error means the store failed and the report must be kept.
 func (d *daemon) ingest(ctx context.Context, raw []byte) (feedback.Result, error) {
 	now := d.now()
-	in := d.ingester.Load()
-	if in == nil {
-		return feedback.Result{}, errors.New("this state backend cannot keep complaints")
-	}
-	res, err := in.Ingest(ctx, raw, now)
+	res, err := d.ingester.Load().Ingest(ctx, raw, now)
 	if err != nil {
 		return res, err
 	}
@@ -75,14 +70,9 @@ func (d *daemon) ingest(ctx context.Context, raw []byte) (feedback.Result, error
 		log.Info("complaint report", zap.String("detail", res.Detail))
 		return res, nil
 	}
-	st, err := d.engine.Standing(ctx, res.Account, now)
-	if err != nil {
-		log.Warn("complaint recorded; reading the account's standing failed", zap.Error(err))
-		return res, nil
-	}
+	st := res.Change.Now
 	log.Info("complaint recorded", zap.Int("complaints", len(st.Complaints)), zap.Bool("flagged", st.Flagged))
-	// The complaint that reaches a threshold exactly is the one that flags.
-	if st.Flagged && st.Threshold != nil && len(st.Complaints) == st.Threshold.Complaints {
+	if res.Change.Flagged() && st.Threshold != nil {
 		ev := FlagEvent{Event: "flagged", Account: res.Account, Action: st.Action.String(),
 			Complaints: len(st.Complaints), Within: st.Threshold.Within.String(), At: now.UTC(), ReportID: res.ReportID}
 		d.log.Warn("account flagged by complaints", zap.String("account", ev.Account), zap.String("action", ev.Action),
@@ -141,12 +131,10 @@ func (d *daemon) drainSpool(ctx context.Context) {
 // forget drops complaints and queue ids older than the retention.
 func (d *daemon) forget(ctx context.Context, now time.Time) {
 	cutoff := now.Add(-d.cfg.Load().Feedback.Retention.D())
-	if s, ok := d.store.(feedback.Store); ok {
-		if err := s.ForgetComplaints(ctx, cutoff); err != nil {
-			d.log.Warn("forgetting old complaints", zap.Error(err))
-		}
-		if err := s.ForgetAttributions(ctx, cutoff); err != nil {
-			d.log.Warn("forgetting old queue ids", zap.Error(err))
-		}
+	if err := d.store.ForgetComplaints(ctx, cutoff); err != nil {
+		d.log.Warn("forgetting old complaints", zap.Error(err))
+	}
+	if err := d.store.ForgetAttributions(ctx, cutoff); err != nil {
+		d.log.Warn("forgetting old queue ids", zap.Error(err))
 	}
 }

@@ -235,9 +235,7 @@ func newDaemon(cfg *config.Config, log *zap.Logger) (*daemon, error) {
 }
 
 func (d *daemon) setIngester(pc policy.Config) {
-	if fs, ok := d.store.(feedback.Store); ok {
-		d.ingester.Store(&feedback.Ingester{Sealer: pc.Sealer, Store: fs})
-	}
+	d.ingester.Store(&feedback.Ingester{Sealer: pc.Sealer, Attributions: d.store, Recorder: d.engine})
 }
 
 // reload re-reads the config file (SIGHUP). A config with problems is
@@ -329,10 +327,8 @@ func (d *daemon) run(ctx context.Context, ln, adminLn net.Listener) error {
 		case <-spoolTick.C:
 			d.drainSpool(ctx)
 		case <-expire.C:
-			if e, ok := d.store.(state.Expirer); ok {
-				if err := e.Expire(ctx, d.now()); err != nil {
-					d.log.Warn("expiring old counts failed", zap.Error(err))
-				}
+			if err := d.store.Expire(ctx, d.now()); err != nil {
+				d.log.Warn("expiring old counts failed", zap.Error(err))
 			}
 			d.forget(ctx, d.now())
 		case <-ctx.Done():

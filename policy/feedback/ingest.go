@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/msgate/msgate/policy"
 	"github.com/msgate/msgate/policy/feedback/report"
 	"github.com/msgate/msgate/policy/feedback/stamp"
 	"github.com/msgate/msgate/policy/state"
@@ -36,18 +37,23 @@ type Result struct {
 	ReportID     string    `json:"report_id,omitempty"`
 	SentAt       time.Time `json:"sent_at,omitzero"`
 	Detail       string    `json:"detail,omitempty"`
+	// Change is what a recorded complaint did to its account.
+	Change policy.Transition `json:"-"`
 }
 
-// Store is what ingestion needs of the state store.
-type Store interface {
-	state.Complaints
-	state.Attributions
+// Recorder counts an attributed complaint against its account and says
+// what that did to the account; *policy.Engine is one.
+type Recorder interface {
+	RecordComplaint(ctx context.Context, c state.Complaint, now time.Time) (added bool, t policy.Transition, err error)
 }
 
-// Ingester records complaints. Sealer may be nil (no stamping configured).
+// Ingester turns reports into complaints. Sealer may be nil (no stamping
+// configured); Attributions are the queue ids remembered at end of
+// message.
 type Ingester struct {
-	Sealer *stamp.Sealer
-	Store  Store
+	Sealer       *stamp.Sealer
+	Attributions state.Attributions
+	Recorder     Recorder
 }
 
 // Ingest parses one report and records its complaint. The error is non-nil
@@ -83,10 +89,11 @@ func (in *Ingester) Ingest(ctx context.Context, raw []byte, now time.Time) (Resu
 		return res, nil
 	}
 	res.Account, res.AttributedBy, res.SentAt = account, by, sent
-	added, err := in.Store.AddComplaint(ctx, state.Complaint{Account: account, ReportID: rep.ID, At: now.UTC()})
+	added, change, err := in.Recorder.RecordComplaint(ctx, state.Complaint{Account: account, ReportID: rep.ID, At: now.UTC()}, now)
 	if err != nil {
 		return res, fmt.Errorf("recording the complaint: %w", err)
 	}
+	res.Change = change
 	res.Outcome = OutcomeRecorded
 	if !added {
 		res.Outcome = OutcomeDuplicate
@@ -121,7 +128,7 @@ func (in *Ingester) attribute(ctx context.Context, rep *report.Report, now time.
 		stale = firstErr.Error() + "; "
 	}
 	for _, id := range rep.QueueIDs {
-		acct, at, ok, err := in.Store.Attribute(ctx, id)
+		acct, at, ok, err := in.Attributions.Attribute(ctx, id)
 		if err != nil {
 			return "", "", time.Time{}, "", err
 		}

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/msgate/msgate/policy"
 	"github.com/msgate/msgate/policy/feedback"
 	"github.com/msgate/msgate/policy/feedback/stamp"
 	"github.com/msgate/msgate/policy/state/memory"
@@ -54,7 +55,8 @@ func newIngester(t *testing.T) (*feedback.Ingester, *memory.Store, *stamp.Sealer
 		t.Fatal(err)
 	}
 	st := memory.New()
-	return &feedback.Ingester{Sealer: s, Store: st}, st, s
+	eng := policy.NewEngine(policy.Config{}, nil, st)
+	return &feedback.Ingester{Sealer: s, Attributions: st, Recorder: eng}, st, s
 }
 
 func ingest(t *testing.T, in *feedback.Ingester, raw []byte) feedback.Result {

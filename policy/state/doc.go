@@ -1,6 +1,9 @@
 // Package state keeps msgate's counters: how many Microsoft units each key
-// (an account's rate rule, later the server-wide cap) has used in a rolling
-// window, plus the units reserved by transactions still in flight.
+// (an account's rate rule, the server-wide cap) has used in a rolling
+// window, plus the units reserved by transactions still in flight; and
+// beside them the account flags, the complaints and the queue ids that
+// attribute complaints. Store is the whole contract: every backend keeps
+// every part.
 //
 // It decides one thing atomically: whether a unit fits under every hard limit
 // of a request at once. Either the unit is reserved against all of the
@@ -15,6 +18,8 @@
 // may be counted up to one bucket (1/60 of the window) longer than strictly
 // necessary.
 //
-// Every backend runs the same conformance suite (Conformance in
-// statetest), so that backends cannot drift apart.
+// Every backend runs the same conformance suite (statetest.Run), every part
+// of it, so that backends cannot drift apart. What flags and complaints mean
+// for an account (thresholds, flagging, unflagging, forgiving) is decided by
+// the policy engine; a store only keeps them.
 package state

@@ -56,9 +56,25 @@ type Usage struct {
 	Reserved  int64
 }
 
-// Store is a backend for counters. Implementations are safe for concurrent
-// use.
+// Store is a state backend: the counters, the account flags, the
+// complaints and the attributions, shared by every milter session (and, on
+// a shared backend, by every msgate). Every part is required: a backend
+// that cannot keep one of them cannot serve msgate, and the conformance
+// suite (statetest) runs every part against every backend.
+// Implementations are safe for concurrent use. What the parts mean for an
+// account (thresholds, flagging, unflagging) is the policy engine's to
+// decide; a store only keeps them.
 type Store interface {
+	Counters
+	Flags
+	Complaints
+	Attributions
+	// Close releases the backend's resources.
+	Close() error
+}
+
+// Counters count units against limits.
+type Counters interface {
 	// Reserve admits one unit against all counters, or none: a unit refused
 	// by one counter consumes nothing from the others. Hard counters are
 	// checked in request order; the first without room is reported.
@@ -66,12 +82,20 @@ type Store interface {
 	// Commit turns a reservation into a counted unit at time now. Once Commit
 	// returns nil the unit is durable as far as the backend promises.
 	Commit(ctx context.Context, r Reservation, now time.Time) error
+	// CommitAll commits the units of several reservations (one message's
+	// Microsoft recipients) in one step: all of them or none.
+	CommitAll(ctx context.Context, rs []Reservation, now time.Time) error
 	// Release gives a reservation back.
 	Release(ctx context.Context, r Reservation) error
 	// Usage reports a counter's use in the window ending at now.
 	Usage(ctx context.Context, key string, window time.Duration, now time.Time) (Usage, error)
-	// Close releases the backend's resources.
-	Close() error
+	// Scan lists counters whose key starts with a prefix, for the admin's
+	// status view. It is not on the per-message path.
+	Scan(ctx context.Context, prefix string, now time.Time) ([]KeyUsage, error)
+	// Expire drops expired buckets and idle keys; the daemon calls it
+	// periodically so that memory and files stay bounded under churn of
+	// many distinct accounts.
+	Expire(ctx context.Context, now time.Time) error
 }
 
 // BucketWidth is the width of one time bucket of a window (at least 1ns).
@@ -107,22 +131,24 @@ func Rebucket(idx int64, from, to time.Duration) int64 {
 	return ((idx+1)*ow - 1) / nw
 }
 
-// Expirer is implemented by stores that drop expired buckets and idle keys
-// when asked; the daemon calls Expire periodically so that memory and files
-// stay bounded under churn of many distinct accounts.
-type Expirer interface {
-	Expire(ctx context.Context, now time.Time) error
-}
-
-// Flag marks an account whose Microsoft mail is held back: set by hand
-// (msgate account flag) or by complaint thresholds.
+// Flag is what the admin said of an account: its Microsoft mail is held
+// back (msgate account flag), or, with Action ActionForgiven, the
+// complaints received before Since no longer count (msgate account unflag
+// of an account flagged by complaints). An account has at most one.
 type Flag struct {
 	Account string    `json:"account"`
-	Action  string    `json:"action"` // "defer" or "reject"
-	Reason  string    `json:"reason"` // "manual", "complaints"
+	Action  string    `json:"action"` // ActionDefer, ActionReject or ActionForgiven
+	Reason  string    `json:"reason"` // "manual" or "unflagged"
 	Note    string    `json:"note,omitempty"`
 	Since   time.Time `json:"since"`
 }
+
+// The actions of a Flag. The values are what backends persist.
+const (
+	ActionDefer    = "defer"
+	ActionReject   = "reject"
+	ActionForgiven = "cleared" // no flag: complaints before Since are forgiven
+)
 
 // Flags keeps account flags. Backends that persist counts persist flags
 // too.
@@ -140,12 +166,6 @@ type KeyUsage struct {
 	Key    string
 	Window time.Duration
 	Usage
-}
-
-// Scanner lists counters whose key starts with a prefix, for the admin's
-// status view. It is not on the per-message path.
-type Scanner interface {
-	Scan(ctx context.Context, prefix string, now time.Time) ([]KeyUsage, error)
 }
 
 // Complaint is one recipient complaint about an account's mail.
@@ -180,11 +200,4 @@ type Attributions interface {
 	Attribute(ctx context.Context, id string) (account string, at time.Time, ok bool, err error)
 	// ForgetAttributions drops what was remembered before cutoff.
 	ForgetAttributions(ctx context.Context, before time.Time) error
-}
-
-// BatchCommitter is implemented by stores that can commit the units of
-// several reservations (one message's Microsoft recipients) in one step:
-// all of them or none.
-type BatchCommitter interface {
-	CommitAll(ctx context.Context, rs []Reservation, now time.Time) error
 }

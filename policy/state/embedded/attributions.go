@@ -43,7 +43,7 @@ func appendAttribKey(buf []byte, at int64, id string) []byte {
 	return append(buf, id...)
 }
 
-// Remember implements state.Attributions. It records in memory and queues
+// Remember implements state.Store. It records in memory and queues
 // the attribution for the writer, and never waits for the disk. The writer
 // takes the whole queue along with its next write to the log, which the
 // next commit makes; when no commit comes, it writes the queue alone
@@ -97,7 +97,7 @@ func (s *Store) Remember(_ context.Context, id, account string, at time.Time) er
 	return nil
 }
 
-// Attribute implements state.Attributions. It reads memory only.
+// Attribute implements state.Store. It reads memory only.
 func (s *Store) Attribute(_ context.Context, id string) (string, time.Time, bool, error) {
 	s.amu.Lock()
 	defer s.amu.Unlock()
@@ -105,7 +105,7 @@ func (s *Store) Attribute(_ context.Context, id string) (string, time.Time, bool
 	return account, at, ok, nil
 }
 
-// ForgetAttributions implements state.Attributions. Memory is worked
+// ForgetAttributions implements state.Store. Memory is worked
 // through one segment (attrSegSize entries) per hold of the lock that
 // Remember needs, the file in transactions of at most ExpireBatch records,
 // so that Remember and Attribute keep flowing meanwhile.

@@ -78,7 +78,7 @@ func complaintKey(at time.Time, reportID string) []byte {
 	return append(k, reportID...)
 }
 
-// AddComplaint implements state.Complaints. A new complaint is on disk
+// AddComplaint implements state.Store. A new complaint is on disk
 // (fsync'd) when AddComplaint returns added true; a known report id writes
 // nothing and returns false. Complaints are rare: each has its own
 // transaction, and adds are serialized, so two concurrent adds of one report
@@ -114,7 +114,7 @@ func (s *Store) AddComplaint(_ context.Context, c state.Complaint) (bool, error)
 	return true, nil
 }
 
-// ComplaintsSince implements state.Complaints. It reads memory only, and
+// ComplaintsSince implements state.Store. It reads memory only, and
 // allocates nothing for an account without complaints since then: it is on
 // the per-message path.
 func (s *Store) ComplaintsSince(_ context.Context, account string, t time.Time) ([]state.Complaint, error) {
@@ -127,14 +127,14 @@ func (s *Store) ComplaintsSince(_ context.Context, account string, t time.Time) 
 	return since(list, t), nil
 }
 
-// ComplainedSince implements state.Complaints. It reads memory only.
+// ComplainedSince implements state.Store. It reads memory only.
 func (s *Store) ComplainedSince(_ context.Context, t time.Time) ([]state.Complaint, error) {
 	s.cmu.RLock()
 	defer s.cmu.RUnlock()
 	return since(s.compl.all, t), nil
 }
 
-// ForgetComplaints implements state.Complaints: it deletes the complaints
+// ForgetComplaints implements state.Store: it deletes the complaints
 // received before t from the file (transactions of at most ExpireBatch
 // records), then from memory with their report ids. A failure leaves memory
 // as it was: the report ids stay known until a later call succeeds.

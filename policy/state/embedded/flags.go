@@ -15,7 +15,7 @@ import (
 
 var bucketFlags = []byte("flags")
 
-// SetFlag implements state.Flags. The flag is on disk when SetFlag returns.
+// SetFlag implements state.Store. The flag is on disk when SetFlag returns.
 func (s *Store) SetFlag(_ context.Context, f state.Flag) error {
 	if len(f.Account) == 0 || len(f.Account) > bolt.MaxKeySize {
 		return fmt.Errorf("flagging %q: the account must be 1 to %d bytes long", f.Account, bolt.MaxKeySize)
@@ -36,7 +36,7 @@ func (s *Store) SetFlag(_ context.Context, f state.Flag) error {
 	return nil
 }
 
-// ClearFlag implements state.Flags. The flag is gone from disk when
+// ClearFlag implements state.Store. The flag is gone from disk when
 // ClearFlag returns.
 func (s *Store) ClearFlag(_ context.Context, account string) (bool, error) {
 	s.flagWriteMu.Lock()
@@ -54,14 +54,14 @@ func (s *Store) ClearFlag(_ context.Context, account string) (bool, error) {
 	return true, nil
 }
 
-// GetFlag implements state.Flags. It reads memory only: it is on the
+// GetFlag implements state.Store. It reads memory only: it is on the
 // per-message path.
 func (s *Store) GetFlag(_ context.Context, account string) (state.Flag, bool, error) {
 	f, ok := s.flags.Get(account)
 	return f, ok, nil
 }
 
-// ListFlags implements state.Flags, ordered by account.
+// ListFlags implements state.Store, ordered by account.
 func (s *Store) ListFlags(_ context.Context) ([]state.Flag, error) {
 	return s.flags.List(), nil
 }
@@ -79,7 +79,7 @@ func (s *Store) loadFlags() error {
 	})
 }
 
-// Scan implements state.Scanner, ordered by key. Like Expire it holds the
+// Scan implements state.Store, ordered by key. Like Expire it holds the
 // lock that decisions need for ExpireBatch keys at a time only.
 func (s *Store) Scan(ctx context.Context, prefix string, now time.Time) ([]state.KeyUsage, error) {
 	var out []state.KeyUsage

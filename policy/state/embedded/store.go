@@ -163,15 +163,7 @@ type Store struct {
 	applyHook  func(epoch uint64) error
 }
 
-var (
-	_ state.Store   = (*Store)(nil)
-	_ state.Expirer = (*Store)(nil)
-	_ state.Flags   = (*Store)(nil)
-	_ state.Scanner = (*Store)(nil)
-
-	_ state.Complaints   = (*Store)(nil)
-	_ state.Attributions = (*Store)(nil)
-)
+var _ state.Store = (*Store)(nil)
 
 // Open opens or creates the state file and loads every counter that has not
 // expired into memory. Another process holding the file makes Open fail
@@ -456,7 +448,7 @@ func (s *Store) Commit(ctx context.Context, r state.Reservation, now time.Time) 
 	return s.CommitAll(ctx, []state.Reservation{r}, now)
 }
 
-// CommitAll implements state.BatchCommitter: the units of a message's
+// CommitAll implements state.Store: the units of a message's
 // reservations ride one write and one wait instead of one each. Either all
 // reservations are known and committed together, or none is touched.
 func (s *Store) CommitAll(ctx context.Context, rs []state.Reservation, now time.Time) error {
@@ -565,7 +557,7 @@ type candidate struct {
 	window time.Duration
 }
 
-// Expire implements state.Expirer. It trims every counter in memory, drops
+// Expire implements state.Store. It trims every counter in memory, drops
 // idle keys, and deletes the records of idle keys from the file. It holds
 // the mirror's lock for at most ExpireBatch keys at a time and never during
 // disk I/O, so decisions keep flowing while it runs. Before it deletes

@@ -105,17 +105,7 @@ type attribution struct {
 	at      time.Time
 }
 
-var (
-	_ state.Store   = (*Store)(nil)
-	_ state.Expirer = (*Store)(nil)
-	_ state.Flags   = (*Store)(nil)
-	_ state.Scanner = (*Store)(nil)
-
-	_ state.BatchCommitter = (*Store)(nil)
-
-	_ state.Complaints   = (*Store)(nil)
-	_ state.Attributions = (*Store)(nil)
-)
+var _ state.Store = (*Store)(nil)
 
 // New returns an empty store.
 func New() *Store {
@@ -178,7 +168,7 @@ func (s *Store) Commit(ctx context.Context, r state.Reservation, now time.Time) 
 	return s.CommitAll(ctx, []state.Reservation{r}, now)
 }
 
-// CommitAll implements state.BatchCommitter.
+// CommitAll implements state.Store.
 func (s *Store) CommitAll(_ context.Context, rs []state.Reservation, now time.Time) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -229,7 +219,7 @@ func (s *Store) Usage(_ context.Context, key string, window time.Duration, now t
 	return u, nil
 }
 
-// Expire implements state.Expirer: it drops expired buckets and idle keys.
+// Expire implements state.Store: it drops expired buckets and idle keys.
 func (s *Store) Expire(_ context.Context, now time.Time) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -262,29 +252,29 @@ func (s *Store) dropIfIdle(key string, c *counter) {
 // Close implements state.Store.
 func (s *Store) Close() error { return nil }
 
-// SetFlag implements state.Flags.
+// SetFlag implements state.Store.
 func (s *Store) SetFlag(_ context.Context, f state.Flag) error {
 	s.flags.Set(f)
 	return nil
 }
 
-// ClearFlag implements state.Flags.
+// ClearFlag implements state.Store.
 func (s *Store) ClearFlag(_ context.Context, account string) (bool, error) {
 	return s.flags.Delete(account), nil
 }
 
-// GetFlag implements state.Flags.
+// GetFlag implements state.Store.
 func (s *Store) GetFlag(_ context.Context, account string) (state.Flag, bool, error) {
 	f, ok := s.flags.Get(account)
 	return f, ok, nil
 }
 
-// ListFlags implements state.Flags, ordered by account.
+// ListFlags implements state.Store, ordered by account.
 func (s *Store) ListFlags(_ context.Context) ([]state.Flag, error) {
 	return s.flags.List(), nil
 }
 
-// Scan implements state.Scanner, ordered by key.
+// Scan implements state.Store, ordered by key.
 func (s *Store) Scan(_ context.Context, prefix string, now time.Time) ([]state.KeyUsage, error) {
 	s.mu.Lock()
 	var out []state.KeyUsage
@@ -301,7 +291,7 @@ func (s *Store) Scan(_ context.Context, prefix string, now time.Time) ([]state.K
 	return out, nil
 }
 
-// AddComplaint implements state.Complaints.
+// AddComplaint implements state.Store.
 func (s *Store) AddComplaint(_ context.Context, c state.Complaint) (bool, error) {
 	s.fbMu.Lock()
 	defer s.fbMu.Unlock()
@@ -317,7 +307,7 @@ func (s *Store) AddComplaint(_ context.Context, c state.Complaint) (bool, error)
 	return true, nil
 }
 
-// ComplaintsSince implements state.Complaints.
+// ComplaintsSince implements state.Store.
 func (s *Store) ComplaintsSince(_ context.Context, account string, since time.Time) ([]state.Complaint, error) {
 	s.fbMu.RLock()
 	defer s.fbMu.RUnlock()
@@ -330,7 +320,7 @@ func (s *Store) ComplaintsSince(_ context.Context, account string, since time.Ti
 	return out, nil
 }
 
-// ComplainedSince implements state.Complaints.
+// ComplainedSince implements state.Store.
 func (s *Store) ComplainedSince(_ context.Context, since time.Time) ([]state.Complaint, error) {
 	s.fbMu.RLock()
 	defer s.fbMu.RUnlock()
@@ -343,7 +333,7 @@ func (s *Store) ComplainedSince(_ context.Context, since time.Time) ([]state.Com
 	return out, nil
 }
 
-// ForgetComplaints implements state.Complaints.
+// ForgetComplaints implements state.Store.
 func (s *Store) ForgetComplaints(_ context.Context, before time.Time) error {
 	s.fbMu.Lock()
 	defer s.fbMu.Unlock()
@@ -356,7 +346,7 @@ func (s *Store) ForgetComplaints(_ context.Context, before time.Time) error {
 	return nil
 }
 
-// Remember implements state.Attributions.
+// Remember implements state.Store.
 func (s *Store) Remember(_ context.Context, id, account string, at time.Time) error {
 	s.fbMu.Lock()
 	defer s.fbMu.Unlock()
@@ -364,7 +354,7 @@ func (s *Store) Remember(_ context.Context, id, account string, at time.Time) er
 	return nil
 }
 
-// Attribute implements state.Attributions.
+// Attribute implements state.Store.
 func (s *Store) Attribute(_ context.Context, id string) (string, time.Time, bool, error) {
 	s.fbMu.RLock()
 	defer s.fbMu.RUnlock()
@@ -372,7 +362,7 @@ func (s *Store) Attribute(_ context.Context, id string) (string, time.Time, bool
 	return a.account, a.at, ok, nil
 }
 
-// ForgetAttributions implements state.Attributions.
+// ForgetAttributions implements state.Store.
 func (s *Store) ForgetAttributions(_ context.Context, before time.Time) error {
 	s.fbMu.Lock()
 	defer s.fbMu.Unlock()

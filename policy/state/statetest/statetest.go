@@ -1,5 +1,8 @@
 // Package statetest is the conformance suite every state.Store backend runs,
-// so that the memory, embedded and Redis backends cannot drift apart.
+// so that the memory, embedded and Redis backends cannot drift apart. It
+// runs every part of the contract against every backend and skips none: a
+// backend without a part does not compile as a state.Store, and one whose
+// part does nothing fails that part's tests.
 package statetest
 
 import (
@@ -278,61 +281,49 @@ func testKeysIndependent(t *testing.T, s state.Store) {
 }
 
 func testExpire(t *testing.T, s state.Store) {
-	e, ok := s.(state.Expirer)
-	if !ok {
-		t.Skip("backend does not implement Expirer")
-	}
 	out := mustReserve(t, s, []state.Counter{hard("old", 5)}, t0)
 	if err := s.Commit(context.Background(), out.Reservation, t0); err != nil {
 		t.Fatal(err)
 	}
 	later := t0.Add(3 * time.Hour)
-	if err := e.Expire(context.Background(), later); err != nil {
+	if err := s.Expire(context.Background(), later); err != nil {
 		t.Fatalf("Expire: %v", err)
 	}
 	checkUsage(t, s, "old", time.Hour, later, state.Usage{})
 }
 
 func testFlags(t *testing.T, s state.Store) {
-	fs, ok := s.(state.Flags)
-	if !ok {
-		t.Skip("backend does not implement Flags")
-	}
 	ctx := context.Background()
-	if _, ok, err := fs.GetFlag(ctx, "alice"); ok || err != nil {
+	if _, ok, err := s.GetFlag(ctx, "alice"); ok || err != nil {
 		t.Fatalf("GetFlag of an unflagged account: ok=%v err=%v", ok, err)
 	}
 	f := state.Flag{Account: "alice", Action: "defer", Reason: "manual", Note: "phished", Since: t0}
-	if err := fs.SetFlag(ctx, f); err != nil {
+	if err := s.SetFlag(ctx, f); err != nil {
 		t.Fatal(err)
 	}
-	if err := fs.SetFlag(ctx, state.Flag{Account: "bob", Action: "reject", Reason: "complaints", Since: t0}); err != nil {
+	if err := s.SetFlag(ctx, state.Flag{Account: "bob", Action: "reject", Reason: "complaints", Since: t0}); err != nil {
 		t.Fatal(err)
 	}
-	got, ok, err := fs.GetFlag(ctx, "alice")
+	got, ok, err := s.GetFlag(ctx, "alice")
 	if err != nil || !ok || !got.Since.Equal(f.Since) || got.Action != f.Action || got.Note != f.Note || got.Reason != f.Reason {
 		t.Fatalf("GetFlag = %+v %v %v, want %+v", got, ok, err, f)
 	}
-	list, err := fs.ListFlags(ctx)
+	list, err := s.ListFlags(ctx)
 	if err != nil || len(list) != 2 || list[0].Account != "alice" || list[1].Account != "bob" {
 		t.Fatalf("ListFlags = %+v %v", list, err)
 	}
-	if ok, err := fs.ClearFlag(ctx, "alice"); !ok || err != nil {
+	if ok, err := s.ClearFlag(ctx, "alice"); !ok || err != nil {
 		t.Fatalf("ClearFlag = %v %v", ok, err)
 	}
-	if ok, err := fs.ClearFlag(ctx, "alice"); ok || err != nil {
+	if ok, err := s.ClearFlag(ctx, "alice"); ok || err != nil {
 		t.Fatalf("second ClearFlag = %v %v, want false", ok, err)
 	}
-	if _, ok, _ := fs.GetFlag(ctx, "alice"); ok {
+	if _, ok, _ := s.GetFlag(ctx, "alice"); ok {
 		t.Fatal("flag still there after ClearFlag")
 	}
 }
 
 func testScan(t *testing.T, s state.Store) {
-	sc, ok := s.(state.Scanner)
-	if !ok {
-		t.Skip("backend does not implement Scanner")
-	}
 	ctx := context.Background()
 	for _, k := range []string{"rate/h/b", "rate/h/a", "rate/h/a", "cap"} {
 		out := mustReserve(t, s, []state.Counter{hard(k, 10)}, t0)
@@ -342,7 +333,7 @@ func testScan(t *testing.T, s state.Store) {
 			}
 		}
 	}
-	got, err := sc.Scan(ctx, "rate/h/", t0)
+	got, err := s.Scan(ctx, "rate/h/", t0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -356,14 +347,10 @@ func testScan(t *testing.T, s state.Store) {
 }
 
 func testComplaints(t *testing.T, s state.Store) {
-	cs, ok := s.(state.Complaints)
-	if !ok {
-		t.Skip("backend does not implement Complaints")
-	}
 	ctx := context.Background()
 	add := func(account, id string, at time.Time, want bool) {
 		t.Helper()
-		added, err := cs.AddComplaint(ctx, state.Complaint{Account: account, ReportID: id, At: at})
+		added, err := s.AddComplaint(ctx, state.Complaint{Account: account, ReportID: id, At: at})
 		if err != nil || added != want {
 			t.Fatalf("AddComplaint(%s, %s) = %v, %v; want added=%v", account, id, added, err, want)
 		}
@@ -372,21 +359,21 @@ func testComplaints(t *testing.T, s state.Store) {
 	add("alice", "r1", t0.Add(time.Minute), false) // the same report again
 	add("bob", "r2", t0.Add(time.Hour), true)
 	add("alice", "r3", t0.Add(2*time.Hour), true)
-	got, err := cs.ComplaintsSince(ctx, "alice", t0)
+	got, err := s.ComplaintsSince(ctx, "alice", t0)
 	if err != nil || len(got) != 2 || got[0].ReportID != "r1" || got[1].ReportID != "r3" || !got[0].At.Equal(t0) {
 		t.Fatalf("ComplaintsSince(alice) = %+v, %v", got, err)
 	}
-	if got, _ := cs.ComplaintsSince(ctx, "alice", t0.Add(time.Second)); len(got) != 1 {
+	if got, _ := s.ComplaintsSince(ctx, "alice", t0.Add(time.Second)); len(got) != 1 {
 		t.Errorf("ComplaintsSince after the first = %+v", got)
 	}
-	all, err := cs.ComplainedSince(ctx, t0)
+	all, err := s.ComplainedSince(ctx, t0)
 	if err != nil || len(all) != 3 || all[1].Account != "bob" {
 		t.Fatalf("ComplainedSince = %+v, %v", all, err)
 	}
-	if err := cs.ForgetComplaints(ctx, t0.Add(90*time.Minute)); err != nil {
+	if err := s.ForgetComplaints(ctx, t0.Add(90*time.Minute)); err != nil {
 		t.Fatal(err)
 	}
-	if all, _ := cs.ComplainedSince(ctx, time.Time{}); len(all) != 1 || all[0].ReportID != "r3" {
+	if all, _ := s.ComplainedSince(ctx, time.Time{}); len(all) != 1 || all[0].ReportID != "r3" {
 		t.Errorf("after ForgetComplaints: %+v", all)
 	}
 	// A forgotten report's identity is forgotten with it.
@@ -394,40 +381,32 @@ func testComplaints(t *testing.T, s state.Store) {
 }
 
 func testAttributions(t *testing.T, s state.Store) {
-	as, ok := s.(state.Attributions)
-	if !ok {
-		t.Skip("backend does not implement Attributions")
-	}
 	ctx := context.Background()
-	if err := as.Remember(ctx, "4XyzQ1", "alice", t0); err != nil {
+	if err := s.Remember(ctx, "4XyzQ1", "alice", t0); err != nil {
 		t.Fatal(err)
 	}
-	if err := as.Remember(ctx, "4XyzQ2", "bob", t0.Add(time.Hour)); err != nil {
+	if err := s.Remember(ctx, "4XyzQ2", "bob", t0.Add(time.Hour)); err != nil {
 		t.Fatal(err)
 	}
-	acct, at, ok, err := as.Attribute(ctx, "4XyzQ1")
+	acct, at, ok, err := s.Attribute(ctx, "4XyzQ1")
 	if err != nil || !ok || acct != "alice" || !at.Equal(t0) {
 		t.Fatalf("Attribute = %q %v %v %v", acct, at, ok, err)
 	}
-	if _, _, ok, _ := as.Attribute(ctx, "nope"); ok {
+	if _, _, ok, _ := s.Attribute(ctx, "nope"); ok {
 		t.Error("unknown id attributed")
 	}
-	if err := as.ForgetAttributions(ctx, t0.Add(time.Minute)); err != nil {
+	if err := s.ForgetAttributions(ctx, t0.Add(time.Minute)); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, ok, _ := as.Attribute(ctx, "4XyzQ1"); ok {
+	if _, _, ok, _ := s.Attribute(ctx, "4XyzQ1"); ok {
 		t.Error("forgotten id still attributed")
 	}
-	if _, _, ok, _ := as.Attribute(ctx, "4XyzQ2"); !ok {
+	if _, _, ok, _ := s.Attribute(ctx, "4XyzQ2"); !ok {
 		t.Error("recent id forgotten")
 	}
 }
 
 func testCommitAll(t *testing.T, s state.Store) {
-	bc, ok := s.(state.BatchCommitter)
-	if !ok {
-		t.Skip("backend does not implement BatchCommitter")
-	}
 	ctx := context.Background()
 	cs := []state.Counter{hard("acct", 10), hard("cap", 10)}
 	var rs []state.Reservation
@@ -436,11 +415,11 @@ func testCommitAll(t *testing.T, s state.Store) {
 	}
 	// An unknown reservation among them: nothing is committed.
 	bad := append(append([]state.Reservation(nil), rs...), state.Reservation{ID: 1 << 62})
-	if err := bc.CommitAll(ctx, bad, t0); !errors.Is(err, state.ErrUnknownReservation) {
+	if err := s.CommitAll(ctx, bad, t0); !errors.Is(err, state.ErrUnknownReservation) {
 		t.Fatalf("CommitAll with an unknown reservation: %v", err)
 	}
 	checkUsage(t, s, "acct", time.Hour, t0, state.Usage{Reserved: 3})
-	if err := bc.CommitAll(ctx, rs, t0); err != nil {
+	if err := s.CommitAll(ctx, rs, t0); err != nil {
 		t.Fatal(err)
 	}
 	checkUsage(t, s, "acct", time.Hour, t0, state.Usage{Committed: 3})

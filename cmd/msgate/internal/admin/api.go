@@ -187,14 +187,12 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 	for _, r := range cfg.Rules {
 		st.Rules = append(st.Rules, ruleStatus(r))
 	}
-	if sc, ok := s.Engine.Store().(state.Scanner); ok {
-		keys, err := sc.Scan(ctx, "rate/", now)
-		if err != nil {
-			s.fail(w, http.StatusServiceUnavailable, err)
-			return
-		}
-		st.TopAccounts = topAccounts(cfg, keys, top)
+	keys, err := s.Engine.Store().Scan(ctx, "rate/", now)
+	if err != nil {
+		s.fail(w, http.StatusServiceUnavailable, err)
+		return
 	}
+	st.TopAccounts = topAccounts(cfg, keys, top)
 	flagged, err := s.flagged(ctx, now)
 	if err != nil {
 		s.fail(w, http.StatusServiceUnavailable, err)
@@ -208,27 +206,24 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 // within the longest threshold window.
 func (s *Server) flagged(ctx context.Context, now time.Time) ([]Flagged, error) {
 	names := map[string]bool{}
-	if fl, ok := s.Engine.Store().(state.Flags); ok {
-		flags, err := fl.ListFlags(ctx)
-		if err != nil {
-			return nil, err
-		}
-		for _, f := range flags {
-			names[f.Account] = true
-		}
+	store := s.Engine.Store()
+	flags, err := store.ListFlags(ctx)
+	if err != nil {
+		return nil, err
 	}
-	if cs, ok := s.Engine.Store().(state.Complaints); ok {
-		var longest time.Duration
-		for _, t := range s.Engine.Config().Thresholds {
-			longest = max(longest, t.Within)
-		}
-		list, err := cs.ComplainedSince(ctx, now.Add(-longest))
-		if err != nil {
-			return nil, err
-		}
-		for _, c := range list {
-			names[c.Account] = true
-		}
+	for _, f := range flags {
+		names[f.Account] = true
+	}
+	var longest time.Duration
+	for _, t := range s.Engine.Config().Thresholds {
+		longest = max(longest, t.Within)
+	}
+	list, err := store.ComplainedSince(ctx, now.Add(-longest))
+	if err != nil {
+		return nil, err
+	}
+	for _, c := range list {
+		names[c.Account] = true
 	}
 	var out []Flagged
 	for _, name := range slices.Sorted(maps.Keys(names)) {
@@ -330,14 +325,6 @@ type FlagRequest struct {
 	Note   string `json:"note"`
 }
 
-func (s *Server) flags(w http.ResponseWriter) (state.Flags, bool) {
-	fl, ok := s.Engine.Store().(state.Flags)
-	if !ok {
-		s.fail(w, http.StatusNotImplemented, errors.New("this state backend cannot keep flags"))
-	}
-	return fl, ok
-}
-
 func (s *Server) flag(w http.ResponseWriter, r *http.Request) {
 	var req FlagRequest
 	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10)).Decode(&req); err != nil {
@@ -347,19 +334,18 @@ func (s *Server) flag(w http.ResponseWriter, r *http.Request) {
 	if req.Action == "" {
 		req.Action = "defer"
 	}
-	if req.Action != "defer" && req.Action != "reject" {
+	action, err := policy.ParseRuleAction(req.Action)
+	if err != nil || action == policy.RuleMonitor {
 		s.fail(w, http.StatusBadRequest, fmt.Errorf("action must be defer or reject, not %q", req.Action))
 		return
 	}
-	fl, ok := s.flags(w)
-	if !ok {
-		return
-	}
-	f := state.Flag{Account: r.PathValue("account"), Action: req.Action, Reason: "manual", Note: req.Note, Since: s.Now().UTC()}
-	if err := fl.SetFlag(r.Context(), f); err != nil {
+	name := r.PathValue("account")
+	t, err := s.Engine.Flag(r.Context(), name, action, req.Note, s.Now())
+	if err != nil {
 		s.fail(w, http.StatusServiceUnavailable, err)
 		return
 	}
+	f := t.Now.Manual
 	s.Log.Info("account flagged", zap.String("account", f.Account), zap.String("action", f.Action), zap.String("reason", f.Reason))
 	writeJSON(w, http.StatusOK, f)
 }
@@ -367,30 +353,13 @@ func (s *Server) flag(w http.ResponseWriter, r *http.Request) {
 // unflag ends a manual flag, and forgives the complaints received so far
 // when they are what flags the account.
 func (s *Server) unflag(w http.ResponseWriter, r *http.Request) {
-	fl, ok := s.flags(w)
-	if !ok {
-		return
-	}
-	ctx, now, name := r.Context(), s.Now(), r.PathValue("account")
-	st, err := s.Engine.Standing(ctx, name, now)
-	if err != nil {
-		s.fail(w, http.StatusServiceUnavailable, err)
-		return
-	}
-	if !st.Flagged {
+	name := r.PathValue("account")
+	_, err := s.Engine.Unflag(r.Context(), name, s.Now())
+	switch {
+	case errors.Is(err, policy.ErrNotFlagged):
 		s.fail(w, http.StatusNotFound, fmt.Errorf("account %q is not flagged", name))
 		return
-	}
-	if st.Manual != nil {
-		_, err = fl.ClearFlag(ctx, name)
-		if err == nil {
-			st, err = s.Engine.Standing(ctx, name, now)
-		}
-	}
-	if err == nil && st.Flagged {
-		err = fl.SetFlag(ctx, state.Flag{Account: name, Action: policy.FlagCleared, Reason: "unflagged", Since: now.UTC()})
-	}
-	if err != nil {
+	case err != nil:
 		s.fail(w, http.StatusServiceUnavailable, err)
 		return
 	}
