@@ -83,7 +83,7 @@ func writeConfig(t *testing.T, path string, cfg *config.Config) {
 		b.WriteString("rate = []\n")
 	}
 	fmt.Fprintf(&b, "[milter]\nlisten = %q\n[admin]\nlisten = %q\n", cfg.Milter.Listen, cfg.Admin.Listen)
-	fmt.Fprintf(&b, "[state]\nbackend = %q\npath = %q\n", cfg.State.Backend, cfg.State.Path)
+	fmt.Fprintf(&b, "[state]\nbackend = %q\npath = %q\nredis_url = %q\nredis_prefix = %q\n", cfg.State.Backend, cfg.State.Path, cfg.State.RedisURL, cfg.State.RedisPrefix)
 	fmt.Fprintf(&b, "[microsoft]\nresolver = %q\n", cfg.Microsoft.Resolver)
 	for _, r := range cfg.Rate {
 		fmt.Fprintf(&b, "[[rate]]\nname = %q\nwindow = %q\nlimit = %d\naction = %q\n", r.Name, r.Window.String(), r.Limit, r.Action)

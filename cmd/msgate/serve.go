@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -26,6 +27,7 @@ import (
 	"github.com/msgate/msgate/policy/state"
 	"github.com/msgate/msgate/policy/state/embedded"
 	"github.com/msgate/msgate/policy/state/memory"
+	redisstate "github.com/msgate/msgate/policy/state/redis"
 )
 
 func runServe(args []string, stdout, stderr io.Writer) int {
@@ -179,8 +181,9 @@ func engineConfig(cfg *config.Config) (policy.Config, error) {
 }
 
 // openStore opens the configured backend; observeSync gets the time of
-// each fdatasync of the embedded store's log.
-func openStore(cfg *config.Config, observeSync func(time.Duration)) (state.Store, error) {
+// each fdatasync of the embedded store's log. A Redis that does not answer
+// is logged, not fatal: decisions get milter.on_error until it does.
+func openStore(cfg *config.Config, log *zap.Logger, observeSync func(time.Duration)) (state.Store, error) {
 	switch cfg.State.Backend {
 	case config.BackendMemory:
 		return memory.New(), nil
@@ -191,6 +194,23 @@ func openStore(cfg *config.Config, observeSync func(time.Duration)) (state.Store
 		s, err := embedded.Open(embedded.Options{Path: cfg.State.Path, ObserveSync: observeSync})
 		if err != nil {
 			return nil, fmt.Errorf("opening the state file: %w", err)
+		}
+		return s, nil
+	case config.BackendRedis:
+		// The report spool lives beside state.path.
+		if err := os.MkdirAll(filepath.Dir(cfg.State.Path), 0o750); err != nil {
+			return nil, fmt.Errorf("creating the state directory: %w", err)
+		}
+		c, err := redisstate.Dial(cfg.State.RedisURL, cfg.State.Timeout.D())
+		if err != nil {
+			return nil, fmt.Errorf("state.redis_url: %w", err)
+		}
+		s, err := redisstate.New(redisstate.Options{Client: c, Prefix: cfg.State.RedisPrefix, Timeout: cfg.State.Timeout.D()})
+		if err != nil {
+			return nil, err
+		}
+		if err := s.Ping(context.Background()); err != nil {
+			log.Warn("Redis does not answer; decisions follow milter.on_error until it does", zap.String("redis_url", redactURL(cfg.State.RedisURL)), zap.Error(err))
 		}
 		return s, nil
 	}
@@ -211,7 +231,7 @@ func newDaemon(cfg *config.Config, log *zap.Logger) (*daemon, error) {
 	// they read the engine and the server, set below, only when scraped.
 	d.metrics = admin.NewMetrics(func() (float64, float64) { return admin.CapUsage(d.engine, d.now)() },
 		func() detect.Stats { return d.det.Load().Stats() }, func() int { return d.srv.Active() })
-	store, err := openStore(cfg, d.metrics.ObserveSync)
+	store, err := openStore(cfg, log, d.metrics.ObserveSync)
 	if err != nil {
 		return nil, err
 	}
@@ -350,4 +370,13 @@ func (d *daemon) close() {
 	if err := d.store.Close(); err != nil {
 		d.log.Warn("closing state", zap.Error(err))
 	}
+}
+
+// redactURL drops the password from a URL for the logs.
+func redactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "(unparseable)"
+	}
+	return u.Redacted()
 }

@@ -204,12 +204,22 @@ type Log struct {
 
 // State chooses where counts and account standings are kept.
 type State struct {
-	// Backend names the store: "embedded" (a local file, durable) or
-	// "memory" (lost on restart).
+	// Backend names the store: "embedded" (a local file, durable),
+	// "memory" (lost on restart) or "redis" (shared by several msgate).
 	Backend string `toml:"backend"`
 	// Path is the embedded backend's file. Its directory is created when
-	// missing. The default is DefaultStatePath().
+	// missing. The default is DefaultStatePath(). The redis backend keeps
+	// its report spool beside it.
 	Path string `toml:"path"`
+	// RedisURL is where the redis backend's server is: redis://, rediss://
+	// or unix:// (a single node); with master_name=NAME, a Sentinel
+	// deployment; with addr= parameters, a Cluster.
+	RedisURL string `toml:"redis_url"`
+	// RedisPrefix starts every key, in braces (one Cluster hash slot).
+	RedisPrefix string `toml:"redis_prefix"`
+	// Timeout bounds each call to a remote backend; past it the decision
+	// is milter.on_error's.
+	Timeout Duration `toml:"timeout"`
 }
 
 // DefaultStatePath is /var/lib/msgate/state.db for root, or when that
@@ -289,6 +299,7 @@ const (
 
 	BackendMemory   = "memory"
 	BackendEmbedded = "embedded"
+	BackendRedis    = "redis"
 )
 
 // Default returns the built-in configuration: what a file that sets nothing
@@ -313,8 +324,11 @@ func Default() *Config {
 			FlushInterval: Duration(time.Second),
 		},
 		State: State{
-			Backend: BackendEmbedded,
-			Path:    DefaultStatePath(),
+			Backend:     BackendEmbedded,
+			Path:        DefaultStatePath(),
+			RedisURL:    "redis://127.0.0.1:6379/0",
+			RedisPrefix: "msgate",
+			Timeout:     Duration(time.Second),
 		},
 		Microsoft: Microsoft{
 			OnDNSFailure: ActionAccept,

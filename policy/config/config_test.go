@@ -129,7 +129,7 @@ func TestFull(t *testing.T) {
 		},
 		Admin: Admin{Listen: "inet:127.0.0.1:9902", SocketMode: "0600"},
 		Log:   Log{Level: "debug", Format: "console", FlushInterval: Duration(250 * time.Millisecond)},
-		State: State{Backend: "memory", Path: "/srv/msgate/state.db"},
+		State: State{Backend: "memory", Path: "/srv/msgate/state.db", RedisURL: "redis://redis.internal:6380/2", RedisPrefix: "mx1", Timeout: Duration(250 * time.Millisecond)},
 		Microsoft: Microsoft{
 			Resolver:        "[2001:db8::53]:5353",
 			ExtraDomains:    []string{"contoso.example", "fabrikam.example"},

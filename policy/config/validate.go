@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"net/url"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -108,14 +109,25 @@ func (l *Log) validate(v *validator) {
 
 func (s *State) validate(v *validator) {
 	switch s.Backend {
-	case BackendMemory, BackendEmbedded:
-	case "redis":
-		v.add("state.backend", "%q is not available yet in this version; use %q or %q", s.Backend, BackendEmbedded, BackendMemory)
+	case BackendMemory, BackendEmbedded, BackendRedis:
 	default:
-		v.add("state.backend", "unknown backend %q; use %q or %q", s.Backend, BackendEmbedded, BackendMemory)
+		v.add("state.backend", "unknown backend %q; use %q, %q or %q", s.Backend, BackendEmbedded, BackendMemory, BackendRedis)
 	}
-	if s.Backend == BackendEmbedded && !filepath.IsAbs(s.Path) {
+	if (s.Backend == BackendEmbedded || s.Backend == BackendRedis) && !filepath.IsAbs(s.Path) {
 		v.add("state.path", "must be an absolute path, not %q", s.Path)
+	}
+	if s.Backend == BackendRedis {
+		if u, err := url.Parse(s.RedisURL); err != nil {
+			v.add("state.redis_url", "%v", err)
+		} else if u.Scheme != "redis" && u.Scheme != "rediss" && u.Scheme != "unix" {
+			v.add("state.redis_url", `must start with "redis://", "rediss://" or "unix://", not %q`, s.RedisURL)
+		}
+		if s.RedisPrefix == "" || strings.ContainsAny(s.RedisPrefix, "{} ") {
+			v.add("state.redis_prefix", "must be a word without braces or spaces, not %q", s.RedisPrefix)
+		}
+	}
+	if d := s.Timeout.D(); d < 10*time.Millisecond || d > 30*time.Second {
+		v.add("state.timeout", "must be from 10ms to 30s, not %s", s.Timeout)
 	}
 }
 

@@ -1,0 +1,47 @@
+package main
+
+import (
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/msgate/msgate/milter"
+	"github.com/msgate/msgate/policy/config"
+	"github.com/msgate/msgate/policy/state/redis/redistest"
+)
+
+// Two daemons on one real Redis are one msgate: 32 sessions on each against
+// a cap of 100 get exactly 100 units between them, and an account flagged
+// through one daemon is held back by the other.
+func TestTwoDaemonsShareRedis(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{AppendOnly: true})
+	onRedis := func(c *config.Config) {
+		capConfig(100)(c)
+		c.State.Backend, c.State.RedisURL = config.BackendRedis, "redis://"+srv.Addr+"/0"
+	}
+	a, b := startAdminDaemon(t, onRedis), startAdminDaemon(t, onRedis)
+	var accA, accB, defA, defB int64
+	var wg sync.WaitGroup
+	wg.Go(func() { accA, defA = sendMany(t, a.milterAddr, 32, 5) })
+	wg.Go(func() { accB, defB = sendMany(t, b.milterAddr, 32, 5) })
+	wg.Wait()
+	if accA+accB != 100 || defA+defB != 220 {
+		t.Fatalf("accepted %d+%d, deferred %d+%d of 320; want exactly 100 accepted between the two", accA, accB, defA, defB)
+	}
+	for _, d := range []*adminDaemon{a, b} {
+		if st := d.status(t); st.Cap.Used != 100 {
+			t.Errorf("status cap = %+v, want 100 used on both daemons", st.Cap)
+		}
+	}
+
+	if out, code := a.cli(t, "account", "flag", "mallory@example.org"); code != 0 {
+		t.Fatalf("flag: %d %s", code, out)
+	}
+	cb := dial(t, b.milterAddr)
+	// Flags are read from Redis at every decision: the other daemon holds
+	// mallory back at once (the cap is used up, so ask with the flag only).
+	r := rcptReplies(t, cb, milter.Message{From: "mallory@example.org", Rcpts: []string{"x@outlook.com"}})["x@outlook.com"]
+	if !isDefer(r) || !strings.Contains(r.Text, "complained") {
+		t.Fatalf("mallory through the other daemon: %v, want the flag's deferral", r)
+	}
+}

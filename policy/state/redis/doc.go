@@ -1,0 +1,27 @@
+// Package redis keeps msgate's state in Redis, so that several msgate
+// daemons (several Postfix servers behind one IP) share one set of numbers:
+// every account's limits, the Microsoft cap, the flags, the complaints and
+// the queue ids that attribute complaints.
+//
+// It decides nothing that the other backends do not: it implements the
+// whole state.Store contract, and runs the same conformance suite
+// (statetest) against miniredis and against a real redis-server.
+//
+// Reserve, Commit, CommitAll and Release are Lua scripts, each one atomic
+// step on the server: a unit is admitted against every counter of a request
+// or none, whichever daemon asks. A counter is a hash of its window's time
+// buckets (committed units) and a sorted set of the reservations held
+// against it, scored by when they lapse: a reservation of a daemon that died
+// stops counting after ReservationTTL instead of holding its unit forever.
+// Bucket indexes are computed by the caller (state.BucketOf), so every
+// daemon agrees on them; time is passed in as everywhere else.
+//
+// Every key starts with "{msgate}:" (or the configured prefix in braces), so
+// that on a Redis Cluster all of them fall in one hash slot and the scripts
+// may touch several. Durability is Redis's: with appendonly yes and
+// appendfsync everysec a restart loses at most a second of units, with
+// appendfsync always none. Redis that does not answer within the timeout
+// makes every call fail with state.ErrUnavailable, and the policy applies
+// [milter] on_error; nothing is retried behind the caller's back, and the
+// client reconnects by itself when Redis is back.
+package redis

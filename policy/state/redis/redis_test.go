@@ -1,0 +1,194 @@
+package redis_test
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/msgate/msgate/policy/state"
+	"github.com/msgate/msgate/policy/state/redis"
+	"github.com/msgate/msgate/policy/state/redis/redistest"
+	"github.com/msgate/msgate/policy/state/statetest"
+)
+
+var t0 = time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
+
+func open(t *testing.T, addr string, timeout time.Duration) *redis.Store {
+	t.Helper()
+	c := goredis.NewUniversalClient(&goredis.UniversalOptions{Addrs: []string{addr},
+		DialTimeout: timeout, ReadTimeout: timeout, WriteTimeout: timeout, MaxRetries: -1})
+	s, err := redis.New(redis.Options{Client: c, Timeout: timeout})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// The conformance suite on miniredis: every part, in process.
+func TestConformanceMiniredis(t *testing.T) {
+	statetest.Run(t, func(t *testing.T) state.Store {
+		return open(t, miniredis.RunT(t).Addr(), time.Second)
+	})
+}
+
+// The conformance suite on a real redis-server, each subtest with a
+// database of its own.
+func TestConformanceRedisServer(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{})
+	statetest.Run(t, func(t *testing.T) state.Store {
+		s := open(t, srv.Addr, time.Second)
+		flush(t, srv.Addr)
+		return s
+	})
+}
+
+func flush(t *testing.T, addr string) {
+	t.Helper()
+	c := goredis.NewClient(&goredis.Options{Addr: addr})
+	defer c.Close()
+	if err := c.FlushAll(context.Background()).Err(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Two daemons on one Redis share the numbers exactly: 32 sessions on each
+// against a cap of 100 admit exactly 100 units between them.
+func TestTwoDaemonsShareExactly(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{})
+	a, b := open(t, srv.Addr, 5*time.Second), open(t, srv.Addr, 5*time.Second)
+	defer a.Close()
+	defer b.Close()
+	ctx := context.Background()
+	counters := func(account string) []state.Counter {
+		return []state.Counter{
+			{Key: "rate/hourly/" + account, Window: time.Hour, Limit: 1000},
+			{Key: "cap", Window: 24 * time.Hour, Limit: 100},
+		}
+	}
+	var admitted atomic.Int64
+	var wg sync.WaitGroup
+	for i, s := range []*redis.Store{a, b} {
+		for g := range 32 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				account := string(rune('a'+i)) + string(rune('a'+g%8))
+				for range 10 {
+					out, err := s.Reserve(ctx, counters(account), t0)
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					if !out.Admitted {
+						continue
+					}
+					if err := s.Commit(ctx, out.Reservation, t0); err != nil {
+						t.Error(err)
+						return
+					}
+					admitted.Add(1)
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	if n := admitted.Load(); n != 100 {
+		t.Fatalf("admitted %d units between the two daemons, want exactly the cap, 100", n)
+	}
+	for _, s := range []*redis.Store{a, b} {
+		u, err := s.Usage(ctx, "cap", 24*time.Hour, t0)
+		if err != nil || u != (state.Usage{Committed: 100}) {
+			t.Fatalf("cap usage = %+v, %v; want 100 committed", u, err)
+		}
+	}
+	// A flag set through one is the other's at once.
+	if err := a.SetFlag(ctx, state.Flag{Account: "alice", Action: state.ActionDefer, Reason: "manual", Since: t0}); err != nil {
+		t.Fatal(err)
+	}
+	if f, ok, err := b.GetFlag(ctx, "alice"); err != nil || !ok || f.Action != state.ActionDefer {
+		t.Fatalf("the other daemon's GetFlag = %+v %v %v", f, ok, err)
+	}
+}
+
+// Redis down or hung: every call fails with state.ErrUnavailable within
+// the timeout, nothing hangs; when Redis is back the same store works
+// again without a restart. Counts survive a restart with the append-only
+// file.
+func TestDownHungAndBack(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{AppendOnly: true})
+	s := open(t, srv.Addr, 200*time.Millisecond)
+	defer s.Close()
+	ctx := context.Background()
+	cs := []state.Counter{{Key: "rate/hourly/alice", Window: time.Hour, Limit: 10}}
+	commit := func() error {
+		out, err := s.Reserve(ctx, cs, t0)
+		if err != nil {
+			return err
+		}
+		return s.Commit(ctx, out.Reservation, t0)
+	}
+	for range 3 {
+		if err := commit(); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	srv.Pause()
+	if _, err := s.Reserve(ctx, cs, t0); !errors.Is(err, state.ErrUnavailable) {
+		t.Fatalf("Reserve with Redis hung: %v, want ErrUnavailable", err)
+	}
+	if _, _, err := s.GetFlag(ctx, "alice"); !errors.Is(err, state.ErrUnavailable) {
+		t.Fatalf("GetFlag with Redis hung: %v, want ErrUnavailable", err)
+	}
+	srv.Resume()
+
+	srv.Stop()
+	if _, err := s.Reserve(ctx, cs, t0); !errors.Is(err, state.ErrUnavailable) {
+		t.Fatalf("Reserve with Redis down: %v, want ErrUnavailable", err)
+	}
+	srv.Restart()
+	var err error
+	for i := 0; i < 50; i++ { // the pool reconnects on its own
+		if err = commit(); err == nil {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err != nil {
+		t.Fatalf("after Redis came back: %v", err)
+	}
+	u, err := s.Usage(ctx, "rate/hourly/alice", time.Hour, t0)
+	if err != nil || u.Committed != 4 {
+		t.Fatalf("usage after the restart = %+v, %v; want the 3 units from before it and 1 after", u, err)
+	}
+}
+
+// A reservation of a daemon that died lapses: its unit stops counting.
+func TestReservationLapses(t *testing.T) {
+	mr := miniredis.RunT(t)
+	c := goredis.NewClient(&goredis.Options{Addr: mr.Addr()})
+	s, err := redis.New(redis.Options{Client: c, ReservationTTL: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	cs := []state.Counter{{Key: "cap", Window: 24 * time.Hour, Limit: 1}}
+	out, err := s.Reserve(ctx, cs, t0)
+	if err != nil || !out.Admitted {
+		t.Fatalf("Reserve = %+v, %v", out, err)
+	}
+	if out, _ := s.Reserve(ctx, cs, t0.Add(30*time.Second)); out.Admitted {
+		t.Fatal("a second unit fit while the first was reserved")
+	}
+	// Its daemon never comes back: after the TTL another unit fits.
+	if out, err := s.Reserve(ctx, cs, t0.Add(61*time.Second)); err != nil || !out.Admitted {
+		t.Fatalf("after the reservation lapsed: %+v, %v", out, err)
+	}
+}

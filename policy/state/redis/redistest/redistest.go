@@ -1,0 +1,183 @@
+// Package redistest runs a real redis-server (Debian's redis-server
+// package) on a free loopback port for one test, in a folder of the test's
+// own, and stops it by its pid when the test ends. bash .ci/test installs
+// the package; with MSGATE_E2E=1 a missing redis-server fails the test
+// instead of skipping it.
+package redistest
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// Server is a running redis-server.
+type Server struct {
+	t    testing.TB
+	Addr string // 127.0.0.1:PORT
+	Dir  string // its working folder: the append-only file lives here
+	args []string
+	cmd  *exec.Cmd
+	done chan struct{}
+}
+
+// Options choose the server's durability.
+type Options struct {
+	// AppendOnly turns on the append-only file with appendfsync always, so
+	// that a restart keeps every write.
+	AppendOnly bool
+}
+
+// Require skips the test when redis-server is not installed, or fails it
+// when MSGATE_E2E=1.
+func Require(t testing.TB) string {
+	t.Helper()
+	path, err := exec.LookPath("redis-server")
+	if err != nil {
+		for _, p := range []string{"/usr/bin/redis-server", "/usr/sbin/redis-server"} {
+			if _, e := os.Stat(p); e == nil {
+				return p
+			}
+		}
+		msg := "redis-server not installed (apt-get install redis-server; bash .ci/test installs it)"
+		if os.Getenv("MSGATE_E2E") == "1" {
+			t.Fatalf("MSGATE_E2E=1 but %s", msg)
+		}
+		t.Skip(msg)
+	}
+	return path
+}
+
+// Start runs redis-server until the test ends.
+func Start(t testing.TB, opts Options) *Server {
+	t.Helper()
+	bin := Require(t)
+	dir := t.TempDir()
+	port, err := freePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &Server{t: t, Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), Dir: dir}
+	s.args = []string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--dir", dir,
+		"--save", "", "--daemonize", "no", "--protected-mode", "yes", "--logfile", filepath.Join(dir, "redis.log")}
+	if opts.AppendOnly {
+		s.args = append(s.args, "--appendonly", "yes", "--appendfsync", "always")
+	} else {
+		s.args = append(s.args, "--appendonly", "no")
+	}
+	s.args = append([]string{bin}, s.args...)
+	s.start()
+	t.Cleanup(s.Stop)
+	return s
+}
+
+func (s *Server) start() {
+	s.t.Helper()
+	s.cmd = exec.Command(s.args[0], s.args[1:]...)
+	s.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := s.cmd.Start(); err != nil {
+		s.t.Fatalf("starting redis-server: %v", err)
+	}
+	s.done = make(chan struct{})
+	go func() { s.cmd.Wait(); close(s.done) }()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if err := ping(s.Addr); err == nil {
+			return
+		}
+		select {
+		case <-s.done:
+			s.t.Fatalf("redis-server exited at start:\n%s", s.Log())
+		default:
+		}
+		if time.Now().After(deadline) {
+			s.Stop()
+			s.t.Fatalf("redis-server did not answer on %s:\n%s", s.Addr, s.Log())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Stop ends the server with SIGTERM (Redis flushes its append-only file),
+// and with SIGKILL when it has not exited after 10 seconds. It may be
+// called more than once.
+func (s *Server) Stop() {
+	if s.cmd == nil || s.cmd.Process == nil {
+		return
+	}
+	select {
+	case <-s.done:
+		return
+	default:
+	}
+	_ = s.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-s.done:
+	case <-time.After(10 * time.Second):
+		_ = s.cmd.Process.Kill()
+		<-s.done
+	}
+}
+
+// Restart stops the server and starts it again on the same port and
+// folder.
+func (s *Server) Restart() {
+	s.t.Helper()
+	s.Stop()
+	s.start()
+}
+
+// Pause stops the server's process (SIGSTOP): it keeps its port open and
+// answers nothing, as a hung Redis does, until Resume.
+func (s *Server) Pause()  { _ = s.cmd.Process.Signal(syscall.SIGSTOP) }
+func (s *Server) Resume() { _ = s.cmd.Process.Signal(syscall.SIGCONT) }
+
+// Log returns the server's log so far.
+func (s *Server) Log() string {
+	b, _ := os.ReadFile(filepath.Join(s.Dir, "redis.log"))
+	return string(b)
+}
+
+func ping(addr string) error {
+	c, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(2 * time.Second))
+	if _, err := c.Write([]byte("PING\r\n")); err != nil {
+		return err
+	}
+	line, err := bufio.NewReader(c).ReadString('\n')
+	if err != nil {
+		return err
+	}
+	if !strings.HasPrefix(line, "+PONG") {
+		return fmt.Errorf("PING answered %q", strings.TrimSpace(line))
+	}
+	return nil
+}
+
+// freePort is a loopback port below the ephemeral range that nothing
+// listens on.
+func freePort() (int, error) {
+	for range 200 {
+		port := 21000 + rand.IntN(11000)
+		l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+		if err == nil {
+			l.Close()
+			return port, nil
+		}
+	}
+	return 0, errors.New("redistest: no free port")
+}

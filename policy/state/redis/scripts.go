@@ -1,0 +1,154 @@
+package redis
+
+import goredis "github.com/redis/go-redis/v9"
+
+// The scripts that make a decision one atomic step on the server. KEYS come
+// in pairs per counter: its bucket hash, then its reservations' sorted set.
+// Bucket indexes are the caller's (state.BucketOf, state.Oldest), so that
+// the Lua side never computes with nanoseconds, which its doubles cannot
+// hold exactly.
+
+// reserveScript admits one unit against every counter or none.
+//
+//	ARGV[1] counters n, ARGV[2] now (unix ms), ARGV[3] the reservation's
+//	lapse (unix ms), ARGV[4] its member name; then per counter: window (ns),
+//	limit, soft (0|1), oldest bucket index in the window, key TTL (ms).
+//
+// Replies {1, over...} (admitted; the soft counters it took past their
+// limit, 0-based), {0, i, used} (refused by hard counter i), or
+// {"rebucket", i} when counter i was last written under another window.
+var reserveScript = goredis.NewScript(`
+local n = tonumber(ARGV[1])
+local now = tonumber(ARGV[2])
+local used = {}
+for i = 1, n do
+  local c, r, b = KEYS[2*i-1], KEYS[2*i], 4 + (i-1)*5
+  local w = redis.call('HGET', c, 'w')
+  if w and w ~= ARGV[b+1] then return {'rebucket', i-1} end
+  local oldest = tonumber(ARGV[b+4])
+  local u = 0
+  local all = redis.call('HGETALL', c)
+  for j = 1, #all, 2 do
+    if all[j] ~= 'w' then
+      if tonumber(all[j]) < oldest then
+        redis.call('HDEL', c, all[j])
+      else
+        u = u + tonumber(all[j+1])
+      end
+    end
+  end
+  redis.call('ZREMRANGEBYSCORE', r, '-inf', now)
+  u = u + redis.call('ZCARD', r)
+  if ARGV[b+3] ~= '1' and u + 1 > tonumber(ARGV[b+2]) then
+    return {0, i-1, u}
+  end
+  used[i] = u
+end
+local out = {1}
+for i = 1, n do
+  local c, r, b = KEYS[2*i-1], KEYS[2*i], 4 + (i-1)*5
+  redis.call('ZADD', r, ARGV[3], ARGV[4])
+  redis.call('PEXPIRE', r, ARGV[b+5])
+  redis.call('HSET', c, 'w', ARGV[b+1])
+  redis.call('PEXPIRE', c, ARGV[b+5])
+  if ARGV[b+3] == '1' and used[i] + 1 > tonumber(ARGV[b+2]) then
+    out[#out+1] = i-1
+  end
+end
+return out
+`)
+
+// commitScript counts the units of one or more reservations, all or none.
+//
+//	ARGV[1] units m; then per unit: member, window (ns), bucket index of
+//	now, key TTL (ms).
+//
+// Replies {1}, {"unknown", i} (unit i is not held: committed, released or
+// lapsed) or {"rebucket", i}.
+var commitScript = goredis.NewScript(`
+local m = tonumber(ARGV[1])
+for i = 1, m do
+  local c, r, b = KEYS[2*i-1], KEYS[2*i], 1 + (i-1)*4
+  if not redis.call('ZSCORE', r, ARGV[b+1]) then return {'unknown', i-1} end
+  local w = redis.call('HGET', c, 'w')
+  if w and w ~= ARGV[b+2] then return {'rebucket', i-1} end
+end
+for i = 1, m do
+  local c, r, b = KEYS[2*i-1], KEYS[2*i], 1 + (i-1)*4
+  redis.call('ZREM', r, ARGV[b+1])
+  redis.call('HINCRBY', c, ARGV[b+3], 1)
+  redis.call('HSET', c, 'w', ARGV[b+2])
+  redis.call('PEXPIRE', c, ARGV[b+4])
+end
+return {1}
+`)
+
+// releaseScript gives reservations back, all or none: KEYS are the
+// reservations' sorted sets, ARGV the member of each.
+var releaseScript = goredis.NewScript(`
+for i = 1, #KEYS do
+  if not redis.call('ZSCORE', KEYS[i], ARGV[i]) then return 0 end
+end
+for i = 1, #KEYS do
+  redis.call('ZREM', KEYS[i], ARGV[i])
+end
+return 1
+`)
+
+// usageScript reads one counter: KEYS its hash and sorted set; ARGV window
+// (ns), oldest bucket index, now (unix ms). Replies {committed, reserved}
+// or {"rebucket"}; a counter never written replies {0, 0}.
+var usageScript = goredis.NewScript(`
+local w = redis.call('HGET', KEYS[1], 'w')
+if w and w ~= ARGV[1] then return {'rebucket'} end
+local oldest = tonumber(ARGV[2])
+local u = 0
+local all = redis.call('HGETALL', KEYS[1])
+for j = 1, #all, 2 do
+  if all[j] ~= 'w' and tonumber(all[j]) >= oldest then u = u + tonumber(all[j+1]) end
+end
+return {u, redis.call('ZCOUNT', KEYS[2], '(' .. ARGV[3], '+inf')}
+`)
+
+// addComplaintScript records a complaint once per report.
+//
+//	KEYS[1] report hash, KEYS[2] all complaints by time, KEYS[3] the
+//	account's complaints by time; ARGV report id, score (unix µs), the
+//	complaint as JSON.
+var addComplaintScript = goredis.NewScript(`
+if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[3]) == 0 then return 0 end
+redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
+redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1])
+return 1
+`)
+
+// forgetComplaintsScript drops up to ARGV[2] complaints received before
+// ARGV[1] (unix µs, exclusive) and replies how many it dropped. KEYS[1]
+// report hash, KEYS[2] all by time; ARGV[3] the prefix of the per-account
+// sets (their keys are built here: they share the hash slot of the
+// others).
+var forgetComplaintsScript = goredis.NewScript(`
+local ids = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', '(' .. ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
+for _, id in ipairs(ids) do
+  local raw = redis.call('HGET', KEYS[1], id)
+  if raw then
+    local c = cjson.decode(raw)
+    redis.call('ZREM', ARGV[3] .. c.account, id)
+    redis.call('HDEL', KEYS[1], id)
+  end
+  redis.call('ZREM', KEYS[2], id)
+end
+return #ids
+`)
+
+// forgetAttributionsScript drops up to ARGV[2] queue ids remembered before
+// ARGV[1] (unix µs, exclusive) and replies how many. KEYS[1] the id hash,
+// KEYS[2] the ids by time.
+var forgetAttributionsScript = goredis.NewScript(`
+local ids = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', '(' .. ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
+for _, id in ipairs(ids) do
+  redis.call('HDEL', KEYS[1], id)
+  redis.call('ZREM', KEYS[2], id)
+end
+return #ids
+`)

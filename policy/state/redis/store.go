@@ -1,0 +1,713 @@
+package redis
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/msgate/msgate/policy/state"
+)
+
+// Options configure a Store.
+type Options struct {
+	// Client is the connection to Redis: a single node, Sentinel or
+	// Cluster (goredis.NewUniversalClient). The store closes it.
+	Client goredis.UniversalClient
+	// Prefix starts every key, in braces so that a Cluster keeps them in
+	// one hash slot; default "msgate". Daemons that share state use the
+	// same prefix.
+	Prefix string
+	// Timeout bounds each call when the caller's context has no earlier
+	// deadline; default 1s.
+	Timeout time.Duration
+	// ReservationTTL is how long a reservation counts when its daemon never
+	// commits or releases it (it died): default 1h, the longest a milter
+	// session waits for the end of a message.
+	ReservationTTL time.Duration
+}
+
+// Store is a state.Store on Redis.
+type Store struct {
+	c       goredis.UniversalClient
+	p       string // "{prefix}:"
+	timeout time.Duration
+	resTTL  time.Duration
+	// instance names this daemon's reservations among everyone's.
+	instance string
+
+	mu      sync.Mutex
+	pending map[uint64][]ref
+	nextID  atomic.Uint64
+}
+
+// ref is one counter a reservation holds a unit against.
+type ref struct {
+	key    string
+	window time.Duration
+}
+
+var _ state.Store = (*Store)(nil)
+
+// New returns a store over a Redis client. It does not talk to Redis: the
+// first call that does reports whether Redis answers (see Ping).
+func New(opts Options) (*Store, error) {
+	if opts.Client == nil {
+		return nil, errors.New("redis: no client")
+	}
+	if opts.Prefix == "" {
+		opts.Prefix = "msgate"
+	}
+	if strings.ContainsAny(opts.Prefix, "{}") {
+		return nil, fmt.Errorf("redis: prefix %q: braces are added by msgate", opts.Prefix)
+	}
+	if opts.Timeout <= 0 {
+		opts.Timeout = time.Second
+	}
+	if opts.ReservationTTL <= 0 {
+		opts.ReservationTTL = time.Hour
+	}
+	var b [8]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return nil, err
+	}
+	return &Store{
+		c: opts.Client, p: "{" + opts.Prefix + "}:", timeout: opts.Timeout, resTTL: opts.ReservationTTL,
+		instance: hex.EncodeToString(b[:]), pending: make(map[uint64][]ref),
+	}, nil
+}
+
+// Ping reports whether Redis answers.
+func (s *Store) Ping(ctx context.Context) error {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	return unavailable(s.c.Ping(ctx).Err())
+}
+
+func (s *Store) ctx(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, s.timeout)
+}
+
+// unavailable marks an error of the connection or the server as
+// state.ErrUnavailable, so that the policy applies its failure action.
+func unavailable(err error) error {
+	if err == nil || errors.Is(err, goredis.Nil) {
+		return err
+	}
+	return fmt.Errorf("%w: redis: %w", state.ErrUnavailable, err)
+}
+
+func (s *Store) counterKey(key string) string      { return s.p + "c:" + key }
+func (s *Store) reservationsKey(key string) string { return s.p + "r:" + key }
+func (s *Store) member(id uint64) string           { return s.instance + ":" + strconv.FormatUint(id, 10) }
+
+// keyTTL is how long a counter's keys outlive their last write: the window
+// and two buckets, after which every unit in them has expired anyway.
+func (s *Store) keyTTL(window time.Duration) int64 {
+	ttl := window + 2*state.BucketWidth(window)
+	if ttl < s.resTTL {
+		ttl = s.resTTL // reservations must not vanish with an idle counter
+	}
+	return max(ttl.Milliseconds(), 1)
+}
+
+// Reserve implements state.Store.
+func (s *Store) Reserve(ctx context.Context, counters []state.Counter, now time.Time) (state.Outcome, error) {
+	if len(counters) == 0 {
+		return state.Outcome{Admitted: true, Blocked: -1}, nil
+	}
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	id := s.nextID.Add(1)
+	keys := make([]string, 0, 2*len(counters))
+	args := make([]any, 0, 4+5*len(counters))
+	args = append(args, len(counters), now.UnixMilli(), now.Add(s.resTTL).UnixMilli(), s.member(id))
+	for _, c := range counters {
+		keys = append(keys, s.counterKey(c.Key), s.reservationsKey(c.Key))
+		soft := 0
+		if c.Soft {
+			soft = 1
+		}
+		args = append(args, int64(c.Window), c.Limit, soft, state.Oldest(now, c.Window), s.keyTTL(c.Window))
+	}
+	for range 3 {
+		reply, err := reserveScript.Run(ctx, s.c, keys, args...).Slice()
+		if err != nil {
+			return state.Outcome{}, unavailable(err)
+		}
+		if i, ok := rebucketAt(reply); ok {
+			if err := s.rebucket(ctx, counters[i].Key, counters[i].Window); err != nil {
+				return state.Outcome{}, err
+			}
+			continue
+		}
+		if len(reply) == 0 {
+			return state.Outcome{}, fmt.Errorf("%w: redis: empty reply to reserve", state.ErrUnavailable)
+		}
+		if n, _ := reply[0].(int64); n == 0 {
+			out := state.Outcome{Blocked: -1}
+			if len(reply) == 3 {
+				b, _ := reply[1].(int64)
+				u, _ := reply[2].(int64)
+				out.Blocked, out.Used = int(b), u
+			}
+			return out, nil
+		}
+		out := state.Outcome{Admitted: true, Blocked: -1, Reservation: state.Reservation{ID: id}}
+		for _, v := range reply[1:] {
+			i, _ := v.(int64)
+			out.OverSoft = append(out.OverSoft, int(i))
+		}
+		refs := make([]ref, len(counters))
+		for i, c := range counters {
+			refs[i] = ref{c.Key, c.Window}
+		}
+		s.mu.Lock()
+		s.pending[id] = refs
+		s.mu.Unlock()
+		return out, nil
+	}
+	return state.Outcome{}, fmt.Errorf("%w: redis: the windows of %s keep changing", state.ErrUnavailable, counters[0].Key)
+}
+
+// rebucketAt reports a script's "rebucket" reply and the counter it names.
+func rebucketAt(reply []any) (int, bool) {
+	if len(reply) == 0 {
+		return 0, false
+	}
+	if s, _ := reply[0].(string); s != "rebucket" {
+		return 0, false
+	}
+	i := int64(0)
+	if len(reply) > 1 {
+		i, _ = reply[1].(int64)
+	}
+	return int(i), true
+}
+
+// rebucket moves a counter's units to the buckets of a new window (a rule
+// re-declared by a reload, on this daemon or another), as state.Rebucket
+// says. The hash is watched: a write by another daemon meanwhile makes it
+// start again.
+func (s *Store) rebucket(ctx context.Context, key string, window time.Duration) error {
+	c := s.counterKey(key)
+	for range 5 {
+		err := s.c.Watch(ctx, func(tx *goredis.Tx) error {
+			all, err := tx.HGetAll(ctx, c).Result()
+			if err != nil {
+				return err
+			}
+			from, err := strconv.ParseInt(all["w"], 10, 64)
+			if err != nil || time.Duration(from) == window {
+				return nil // gone, or done by someone else
+			}
+			moved := map[int64]int64{}
+			for f, v := range all {
+				if f == "w" {
+					continue
+				}
+				idx, err1 := strconv.ParseInt(f, 10, 64)
+				n, err2 := strconv.ParseInt(v, 10, 64)
+				if err1 != nil || err2 != nil {
+					continue
+				}
+				moved[state.Rebucket(idx, time.Duration(from), window)] += n
+			}
+			_, err = tx.TxPipelined(ctx, func(p goredis.Pipeliner) error {
+				p.Del(ctx, c)
+				for idx, n := range moved {
+					p.HSet(ctx, c, strconv.FormatInt(idx, 10), n)
+				}
+				p.HSet(ctx, c, "w", int64(window))
+				p.PExpire(ctx, c, time.Duration(s.keyTTL(window))*time.Millisecond)
+				return nil
+			})
+			return err
+		}, c)
+		if !errors.Is(err, goredis.TxFailedErr) {
+			return unavailable(err)
+		}
+	}
+	return fmt.Errorf("%w: redis: %s changes too often to re-window", state.ErrUnavailable, key)
+}
+
+// Commit implements state.Store.
+func (s *Store) Commit(ctx context.Context, r state.Reservation, now time.Time) error {
+	return s.CommitAll(ctx, []state.Reservation{r}, now)
+}
+
+// CommitAll implements state.Store: one script for the whole message.
+func (s *Store) CommitAll(ctx context.Context, rs []state.Reservation, now time.Time) error {
+	if len(rs) == 0 {
+		return nil
+	}
+	s.mu.Lock()
+	var keys []string
+	args := []any{0}
+	var refsOf [][]ref
+	for _, r := range rs {
+		refs, ok := s.pending[r.ID]
+		if !ok {
+			s.mu.Unlock()
+			return state.ErrUnknownReservation
+		}
+		refsOf = append(refsOf, refs)
+		for _, f := range refs {
+			keys = append(keys, s.counterKey(f.key), s.reservationsKey(f.key))
+			args = append(args, s.member(r.ID), int64(f.window), state.BucketOf(now, f.window), s.keyTTL(f.window))
+		}
+	}
+	s.mu.Unlock()
+	args[0] = len(keys) / 2
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	for range 3 {
+		reply, err := commitScript.Run(ctx, s.c, keys, args...).Slice()
+		if err != nil {
+			return unavailable(err)
+		}
+		if i, ok := rebucketAt(reply); ok {
+			f := refAt(refsOf, i)
+			if err := s.rebucket(ctx, f.key, f.window); err != nil {
+				return err
+			}
+			continue
+		}
+		if len(reply) > 0 {
+			if word, _ := reply[0].(string); word == "unknown" {
+				return fmt.Errorf("%w (it lapsed after %v)", state.ErrUnknownReservation, s.resTTL)
+			}
+		}
+		s.forget(rs)
+		return nil
+	}
+	return fmt.Errorf("%w: redis: windows keep changing", state.ErrUnavailable)
+}
+
+func refAt(refsOf [][]ref, i int) ref {
+	for _, refs := range refsOf {
+		if i < len(refs) {
+			return refs[i]
+		}
+		i -= len(refs)
+	}
+	return ref{}
+}
+
+func (s *Store) forget(rs []state.Reservation) {
+	s.mu.Lock()
+	for _, r := range rs {
+		delete(s.pending, r.ID)
+	}
+	s.mu.Unlock()
+}
+
+// Release implements state.Store.
+func (s *Store) Release(ctx context.Context, r state.Reservation) error {
+	s.mu.Lock()
+	refs, ok := s.pending[r.ID]
+	s.mu.Unlock()
+	if !ok {
+		return state.ErrUnknownReservation
+	}
+	keys := make([]string, len(refs))
+	args := make([]any, len(refs))
+	for i, f := range refs {
+		keys[i], args[i] = s.reservationsKey(f.key), s.member(r.ID)
+	}
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	n, err := releaseScript.Run(ctx, s.c, keys, args...).Int()
+	if err != nil {
+		return unavailable(err)
+	}
+	s.forget([]state.Reservation{r})
+	if n == 0 {
+		return fmt.Errorf("%w (it lapsed after %v)", state.ErrUnknownReservation, s.resTTL)
+	}
+	return nil
+}
+
+// Usage implements state.Store.
+func (s *Store) Usage(ctx context.Context, key string, window time.Duration, now time.Time) (state.Usage, error) {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	return s.usage(ctx, key, window, now)
+}
+
+func (s *Store) usage(ctx context.Context, key string, window time.Duration, now time.Time) (state.Usage, error) {
+	keys := []string{s.counterKey(key), s.reservationsKey(key)}
+	for range 3 {
+		reply, err := usageScript.Run(ctx, s.c, keys, int64(window), state.Oldest(now, window), now.UnixMilli()).Slice()
+		if err != nil {
+			return state.Usage{}, unavailable(err)
+		}
+		if _, ok := rebucketAt(reply); ok {
+			if err := s.rebucket(ctx, key, window); err != nil {
+				return state.Usage{}, err
+			}
+			continue
+		}
+		if len(reply) != 2 {
+			return state.Usage{}, fmt.Errorf("%w: redis: unexpected reply to usage", state.ErrUnavailable)
+		}
+		c, _ := reply[0].(int64)
+		r, _ := reply[1].(int64)
+		return state.Usage{Committed: c, Reserved: r}, nil
+	}
+	return state.Usage{}, fmt.Errorf("%w: redis: the window of %s keeps changing", state.ErrUnavailable, key)
+}
+
+// scanKeys lists the counters whose key starts with prefix.
+func (s *Store) scanKeys(ctx context.Context, prefix string) ([]string, error) {
+	match := s.counterKey(globEscape(prefix)) + "*"
+	var keys []string
+	var cursor uint64
+	for {
+		batch, next, err := s.c.Scan(ctx, cursor, match, 1000).Result()
+		if err != nil {
+			return nil, unavailable(err)
+		}
+		for _, k := range batch {
+			keys = append(keys, strings.TrimPrefix(k, s.counterKey("")))
+		}
+		if cursor = next; cursor == 0 {
+			break
+		}
+	}
+	slices.Sort(keys)
+	return slices.Compact(keys), nil
+}
+
+func globEscape(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		if strings.ContainsRune(`*?[]\`, r) {
+			b.WriteByte('\\')
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
+// Scan implements state.Store. It is for the admin's status view, not the
+// per-message path: one SCAN and one read per counter.
+func (s *Store) Scan(ctx context.Context, prefix string, now time.Time) ([]state.KeyUsage, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*s.timeout)
+	defer cancel()
+	keys, err := s.scanKeys(ctx, prefix)
+	if err != nil {
+		return nil, err
+	}
+	var out []state.KeyUsage
+	for _, k := range keys {
+		w, err := s.c.HGet(ctx, s.counterKey(k), "w").Int64()
+		if errors.Is(err, goredis.Nil) {
+			continue // expired meanwhile
+		}
+		if err != nil {
+			return nil, unavailable(err)
+		}
+		u, err := s.usage(ctx, k, time.Duration(w), now)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, state.KeyUsage{Key: k, Window: time.Duration(w), Usage: u})
+	}
+	return out, nil
+}
+
+// Expire implements state.Store. Redis drops a counter's keys by itself
+// once they outlive their window (every write sets their TTL); Expire
+// drops the buckets of live counters that left their window.
+func (s *Store) Expire(ctx context.Context, now time.Time) error {
+	ctx, cancel := context.WithTimeout(ctx, 60*s.timeout)
+	defer cancel()
+	keys, err := s.scanKeys(ctx, "")
+	if err != nil {
+		return err
+	}
+	for _, k := range keys {
+		c := s.counterKey(k)
+		all, err := s.c.HGetAll(ctx, c).Result()
+		if err != nil {
+			return unavailable(err)
+		}
+		w, err := strconv.ParseInt(all["w"], 10, 64)
+		if err != nil {
+			continue
+		}
+		oldest := state.Oldest(now, time.Duration(w))
+		var old []string
+		for f := range all {
+			if idx, err := strconv.ParseInt(f, 10, 64); err == nil && f != "w" && idx < oldest {
+				old = append(old, f)
+			}
+		}
+		if len(old) > 0 {
+			if err := s.c.HDel(ctx, c, old...).Err(); err != nil {
+				return unavailable(err)
+			}
+		}
+		if err := s.c.ZRemRangeByScore(ctx, s.reservationsKey(k), "-inf", strconv.FormatInt(now.UnixMilli(), 10)).Err(); err != nil {
+			return unavailable(err)
+		}
+	}
+	return nil
+}
+
+// Close implements state.Store.
+func (s *Store) Close() error { return s.c.Close() }
+
+// Flags.
+
+func (s *Store) flagsKey() string { return s.p + "flags" }
+
+// SetFlag implements state.Store.
+func (s *Store) SetFlag(ctx context.Context, f state.Flag) error {
+	b, err := json.Marshal(f)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	return unavailable(s.c.HSet(ctx, s.flagsKey(), f.Account, b).Err())
+}
+
+// ClearFlag implements state.Store.
+func (s *Store) ClearFlag(ctx context.Context, account string) (bool, error) {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	n, err := s.c.HDel(ctx, s.flagsKey(), account).Result()
+	return n > 0, unavailable(err)
+}
+
+// GetFlag implements state.Store.
+func (s *Store) GetFlag(ctx context.Context, account string) (state.Flag, bool, error) {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	b, err := s.c.HGet(ctx, s.flagsKey(), account).Bytes()
+	if errors.Is(err, goredis.Nil) {
+		return state.Flag{}, false, nil
+	}
+	if err != nil {
+		return state.Flag{}, false, unavailable(err)
+	}
+	var f state.Flag
+	if err := json.Unmarshal(b, &f); err != nil {
+		return state.Flag{}, false, fmt.Errorf("redis: the flag of %q: %w", account, err)
+	}
+	return f, true, nil
+}
+
+// ListFlags implements state.Store, ordered by account.
+func (s *Store) ListFlags(ctx context.Context) ([]state.Flag, error) {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	all, err := s.c.HGetAll(ctx, s.flagsKey()).Result()
+	if err != nil {
+		return nil, unavailable(err)
+	}
+	out := make([]state.Flag, 0, len(all))
+	for account, raw := range all {
+		var f state.Flag
+		if err := json.Unmarshal([]byte(raw), &f); err != nil {
+			return nil, fmt.Errorf("redis: the flag of %q: %w", account, err)
+		}
+		out = append(out, f)
+	}
+	slices.SortFunc(out, func(a, b state.Flag) int { return strings.Compare(a.Account, b.Account) })
+	return out, nil
+}
+
+// Complaints: a hash of the reports by id (the complaint as JSON), all
+// report ids by time, and each account's report ids by time. Times are
+// scored in microseconds, which a Redis score holds exactly.
+
+func (s *Store) reportsKey() string                   { return s.p + "complaints" }
+func (s *Store) complaintsByTimeKey() string          { return s.p + "complaints-by-time" }
+func (s *Store) accountComplaintsKey(a string) string { return s.p + "complaints-of:" + a }
+
+type complaintRec struct {
+	Account string `json:"account"`
+	At      int64  `json:"at"` // unix ns
+}
+
+// scoreOf is a time as a score; since rounds up, so that a bound never
+// takes in what came before it.
+func scoreOf(t time.Time) int64 { return t.UnixMicro() }
+func sinceScore(t time.Time) string {
+	us := t.UnixMicro()
+	if t.Sub(time.UnixMicro(us)) > 0 {
+		us++
+	}
+	return strconv.FormatInt(us, 10)
+}
+
+// AddComplaint implements state.Store.
+func (s *Store) AddComplaint(ctx context.Context, c state.Complaint) (bool, error) {
+	b, err := json.Marshal(complaintRec{Account: c.Account, At: c.At.UnixNano()})
+	if err != nil {
+		return false, err
+	}
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	n, err := addComplaintScript.Run(ctx, s.c,
+		[]string{s.reportsKey(), s.complaintsByTimeKey(), s.accountComplaintsKey(c.Account)},
+		c.ReportID, scoreOf(c.At), b).Int()
+	return n == 1, unavailable(err)
+}
+
+func (s *Store) complaints(ctx context.Context, byTime, since string) ([]state.Complaint, error) {
+	ids, err := s.c.ZRangeByScore(ctx, byTime, &goredis.ZRangeBy{Min: since, Max: "+inf"}).Result()
+	if err != nil || len(ids) == 0 {
+		return nil, unavailable(err)
+	}
+	raws, err := s.c.HMGet(ctx, s.reportsKey(), ids...).Result()
+	if err != nil {
+		return nil, unavailable(err)
+	}
+	out := make([]state.Complaint, 0, len(ids))
+	for i, raw := range raws {
+		str, ok := raw.(string)
+		if !ok {
+			continue // forgotten meanwhile
+		}
+		var rec complaintRec
+		if err := json.Unmarshal([]byte(str), &rec); err != nil {
+			return nil, fmt.Errorf("redis: complaint %q: %w", ids[i], err)
+		}
+		out = append(out, state.Complaint{Account: rec.Account, ReportID: ids[i], At: time.Unix(0, rec.At).UTC()})
+	}
+	slices.SortStableFunc(out, func(a, b state.Complaint) int { return a.At.Compare(b.At) })
+	return out, nil
+}
+
+// ComplaintsSince implements state.Store.
+func (s *Store) ComplaintsSince(ctx context.Context, account string, since time.Time) ([]state.Complaint, error) {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	return s.complaints(ctx, s.accountComplaintsKey(account), sinceScore(since))
+}
+
+// ComplainedSince implements state.Store.
+func (s *Store) ComplainedSince(ctx context.Context, since time.Time) ([]state.Complaint, error) {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	return s.complaints(ctx, s.complaintsByTimeKey(), sinceScore(since))
+}
+
+// forgetBatch bounds the work of one forgetting script, so that Redis
+// serves others between batches.
+const forgetBatch = 1000
+
+// ForgetComplaints implements state.Store.
+func (s *Store) ForgetComplaints(ctx context.Context, before time.Time) error {
+	return s.forgetBefore(ctx, forgetComplaintsScript, []string{s.reportsKey(), s.complaintsByTimeKey()},
+		before, s.accountComplaintsKey(""))
+}
+
+func (s *Store) forgetBefore(ctx context.Context, script *goredis.Script, keys []string, before time.Time, extra ...any) error {
+	for {
+		c, cancel := s.ctx(ctx)
+		n, err := script.Run(c, s.c, keys, append([]any{sinceScore(before), forgetBatch}, extra...)...).Int()
+		cancel()
+		if err != nil {
+			return unavailable(err)
+		}
+		if n < forgetBatch {
+			return nil
+		}
+	}
+}
+
+// Attributions: a hash of queue id to account and time, and the ids by
+// time for forgetting.
+
+func (s *Store) attributionsKey() string       { return s.p + "queue-ids" }
+func (s *Store) attributionsByTimeKey() string { return s.p + "queue-ids-by-time" }
+
+// Remember implements state.Store.
+func (s *Store) Remember(ctx context.Context, id, account string, at time.Time) error {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	_, err := s.c.TxPipelined(ctx, func(p goredis.Pipeliner) error {
+		p.HSet(ctx, s.attributionsKey(), id, strconv.FormatInt(at.UnixNano(), 10)+" "+account)
+		p.ZAdd(ctx, s.attributionsByTimeKey(), goredis.Z{Score: float64(scoreOf(at)), Member: id})
+		return nil
+	})
+	return unavailable(err)
+}
+
+// Attribute implements state.Store.
+func (s *Store) Attribute(ctx context.Context, id string) (string, time.Time, bool, error) {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	v, err := s.c.HGet(ctx, s.attributionsKey(), id).Result()
+	if errors.Is(err, goredis.Nil) {
+		return "", time.Time{}, false, nil
+	}
+	if err != nil {
+		return "", time.Time{}, false, unavailable(err)
+	}
+	ns, account, ok := strings.Cut(v, " ")
+	n, err := strconv.ParseInt(ns, 10, 64)
+	if !ok || err != nil {
+		return "", time.Time{}, false, fmt.Errorf("redis: queue id %q: malformed record %q", id, v)
+	}
+	return account, time.Unix(0, n).UTC(), true, nil
+}
+
+// ForgetAttributions implements state.Store.
+func (s *Store) ForgetAttributions(ctx context.Context, before time.Time) error {
+	return s.forgetBefore(ctx, forgetAttributionsScript, []string{s.attributionsKey(), s.attributionsByTimeKey()}, before)
+}
+
+// Dial connects to the Redis of a URL: a single node (redis://, rediss://,
+// unix://), a Sentinel deployment when the URL names master_name, or a
+// Cluster when it lists further nodes with addr=. Every timeout is set to
+// timeout, and failed commands are not retried: the caller decides what a
+// failure means.
+func Dial(rawURL string, timeout time.Duration) (goredis.UniversalClient, error) {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return nil, fmt.Errorf("redis: %w", err)
+	}
+	q := u.Query()
+	var c goredis.UniversalClient
+	switch {
+	case q.Has("master_name"):
+		o, err := goredis.ParseFailoverURL(rawURL)
+		if err != nil {
+			return nil, fmt.Errorf("redis: %w", err)
+		}
+		o.DialTimeout, o.ReadTimeout, o.WriteTimeout, o.MaxRetries = timeout, timeout, timeout, -1
+		c = goredis.NewFailoverClient(o)
+	case q.Has("addr"):
+		o, err := goredis.ParseClusterURL(rawURL)
+		if err != nil {
+			return nil, fmt.Errorf("redis: %w", err)
+		}
+		o.DialTimeout, o.ReadTimeout, o.WriteTimeout, o.MaxRetries = timeout, timeout, timeout, -1
+		c = goredis.NewClusterClient(o)
+	default:
+		o, err := goredis.ParseURL(rawURL)
+		if err != nil {
+			return nil, fmt.Errorf("redis: %w", err)
+		}
+		o.DialTimeout, o.ReadTimeout, o.WriteTimeout, o.MaxRetries = timeout, timeout, timeout, -1
+		c = goredis.NewClient(o)
+	}
+	return c, nil
+}
