@@ -183,6 +183,8 @@ type Transaction struct {
 	// microsoft is set once a recipient is Microsoft's: the message is
 	// stamped and remembered by queue id.
 	microsoft bool
+	// standing is the account's, read at the first Microsoft recipient.
+	standing *Standing
 }
 
 // Begin starts a transaction for an envelope (at MAIL FROM).
@@ -248,11 +250,16 @@ func (e *Engine) recipient(ctx context.Context, tx *Transaction, rcpt string, no
 		return d
 	}
 	tx.microsoft = true
-	st, err := e.standing(ctx, p, tx.Account.Name, now)
-	if err != nil {
-		return e.stateFailure(p, d, err)
+	if tx.standing == nil {
+		// Read once per transaction: a flag set meanwhile applies from
+		// the account's next message.
+		st, err := e.standing(ctx, p, tx.Account.Name, now)
+		if err != nil {
+			return e.stateFailure(p, d, err)
+		}
+		tx.standing = &st
 	}
-	if st.Flagged {
+	if st := tx.standing; st.Flagged {
 		d.Reason = ReasonFlagged
 		if st.Action == RuleReject {
 			d.Verdict, d.Reply = Reject, ReplyFlaggedReject

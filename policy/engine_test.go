@@ -52,6 +52,9 @@ func (failingStore) GetFlag(context.Context, string) (state.Flag, bool, error) {
 	return state.Flag{}, false, errDown
 }
 func (failingStore) ListFlags(context.Context) ([]state.Flag, error) { return nil, errDown }
+func (failingStore) Account(context.Context, string, time.Time) (state.Flag, bool, []state.Complaint, error) {
+	return state.Flag{}, false, nil, errDown
+}
 func (failingStore) AddComplaint(context.Context, state.Complaint) (bool, error) {
 	return false, errDown
 }

@@ -49,14 +49,17 @@ func (e *Engine) Standing(ctx context.Context, account string, now time.Time) (S
 
 func (e *Engine) standing(ctx context.Context, p *params, account string, now time.Time) (Standing, error) {
 	var st Standing
-	var floor time.Time // complaints before an unflag do not count
-	f, flagged, err := e.store.GetFlag(ctx, account)
+	since := now.Add(-p.maxWithin)
+	f, flagged, list, err := e.store.Account(ctx, account, since)
 	if err != nil {
 		return st, err
 	}
 	switch {
 	case flagged && f.Action == state.ActionForgiven:
-		floor = f.Since
+		// Complaints before an unflag do not count.
+		for len(list) > 0 && list[0].At.Before(f.Since) {
+			list = list[1:]
+		}
 	case flagged:
 		manual := f
 		st.Flagged, st.Manual = true, &manual
@@ -66,16 +69,8 @@ func (e *Engine) standing(ctx context.Context, p *params, account string, now ti
 		}
 		return st, nil
 	}
-	if len(p.thresholds) == 0 {
+	if len(p.thresholds) == 0 || len(list) == 0 {
 		return st, nil
-	}
-	since := now.Add(-p.maxWithin)
-	if floor.After(since) {
-		since = floor
-	}
-	list, err := e.store.ComplaintsSince(ctx, account, since)
-	if err != nil || len(list) == 0 {
-		return st, err
 	}
 	st.Complaints = list
 	for i := range p.thresholds {

@@ -20,6 +20,9 @@
 #                  stamping on ([feedback] secret)
 #   msgate-memory  the same on the memory backend (nothing durable): what
 #                  the disk costs, measured in the same run
+#   msgate-redis   the same on the redis backend, on rspamd's Redis (its
+#                  own database) when rspamd runs: shared state against
+#                  rspamd's on the same server
 # then drives them with msgate-load: 32 sessions x 1 recipient, 32 sessions
 # x 3 recipients, and 1 session x 1 recipient (for latency), every session
 # reusing its connection. Each repetition runs each scenario against the
@@ -53,6 +56,7 @@
 #   BENCH_ACCOUNTS=N     sending accounts (default 1000)
 #   BENCH_RSPAMD=0       leave rspamd out
 #   BENCH_MEMORY=0       leave out msgate on its memory backend
+#   BENCH_REDIS=0        leave out msgate on the redis backend
 #   BENCH_SCENARIOS="S"  the scenarios, SESSIONSxRCPTS (default "32x1 32x3 1x1")
 #   BENCH_PROFILE=1      also profile msgate's daemon (go test -cpuprofile
 #                        around cmd/msgate's BenchmarkServe) and print the top
@@ -400,10 +404,10 @@ if [ -n "$rspamd_pid" ]; then
 	fi
 fi
 
-# start_msgate KEY "NAME" BACKEND ADMIN-PORT: msgate serve with the
-# benchmark's rules on the given state backend, put in the table.
+# start_msgate KEY "NAME" BACKEND ADMIN-PORT [REDIS-PORT]: msgate serve
+# with the benchmark's rules on the given state backend, put in the table.
 start_msgate() {
-	local key=$1 name=$2 backend=$3 admin_port=$4 mdir port pid
+	local key=$1 name=$2 backend=$3 admin_port=$4 redis=${5:-} mdir port pid
 	mdir=$work/$key
 	mkdir -p "$mdir"
 	port=$(free_port)
@@ -421,6 +425,8 @@ format = "json"
 [state]
 backend = "$backend"
 path = "$mdir/state/state.db"
+redis_url = "redis://127.0.0.1:${redis:-6379}/1"
+redis_prefix = "msgate-bench"
 
 [microsoft]
 resolver = "127.0.0.1:$dns_port"
@@ -464,6 +470,22 @@ start_msgate msgate "msgate serve, embedded state, stamping" embedded "$msgate_a
 if [ "${BENCH_MEMORY:-1}" = 1 ]; then
 	start_msgate msgate-memory "msgate serve, memory state (not durable)" memory "$(free_port)"
 fi
+# msgate on the redis backend, on rspamd's Redis (another database) when
+# rspamd runs, else on a Redis of its own: shared state against rspamd's
+# on the same server.
+if [ "${BENCH_REDIS:-1}" = 1 ]; then
+	if [ -z "${redis_port:-}" ] && ensure_packages redis-server; then
+		mkdir -p "$work/redis"
+		redis_port=$(free_port)
+		redis-server --port "$redis_port" --bind 127.0.0.1 --dir "$work/redis" --save "" --appendonly no \
+			--daemonize no --logfile "$work/redis/redis.log" >/dev/null 2>&1 &
+		pids+=("$!")
+		wait_port "$redis_port" "$!" 10 || { log "redis did not start"; failures=$((failures + 1)); }
+	fi
+	if [ -n "${redis_port:-}" ]; then
+		start_msgate msgate-redis "msgate serve, redis state (shared)" redis "$(free_port)" "$redis_port"
+	fi
+fi
 
 log "running: $reps repetitions of ${scenarios[*]} against ${server_keys[*]}, $messages messages each"
 for rep in $(seq "$reps"); do
@@ -489,6 +511,9 @@ shopt -s nullglob
 runs=("$out"/runs/*.json)
 if [ ${#runs[@]} -gt 0 ]; then
 	"$load" table -o "$out/summary.json" -subject msgate -refs null-full,null-envelope,rspamd,msgate-memory "${runs[@]}" | tee "$out/table.md"
+	if printf '%s\n' "${runs[@]}" | grep -q -- '-msgate-redis-'; then
+		"$load" table -o "$out/summary-redis.json" -subject msgate-redis -refs rspamd,msgate "${runs[@]}" | tee "$out/table-redis.md"
+	fi
 fi
 if [ -s "$out/syncs.txt" ]; then
 	# One fdatasync per message at 1 session (when it has a Microsoft

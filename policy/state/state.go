@@ -153,6 +153,10 @@ const (
 // Flags keeps account flags. Backends that persist counts persist flags
 // too.
 type Flags interface {
+	// Account returns what an account's standing is made of, in one read:
+	// its flag (flagged false when none) and its complaints received at or
+	// after since, oldest first.
+	Account(ctx context.Context, account string, since time.Time) (f Flag, flagged bool, complaints []Complaint, err error)
 	SetFlag(ctx context.Context, f Flag) error
 	// ClearFlag removes an account's flag; ok is false when it had none.
 	ClearFlag(ctx context.Context, account string) (ok bool, err error)

@@ -269,6 +269,14 @@ func (s *Store) GetFlag(_ context.Context, account string) (state.Flag, bool, er
 	return f, ok, nil
 }
 
+// Account implements state.Store: the flag and the complaints, both in
+// memory.
+func (s *Store) Account(ctx context.Context, account string, since time.Time) (state.Flag, bool, []state.Complaint, error) {
+	f, ok, _ := s.GetFlag(ctx, account)
+	cs, err := s.ComplaintsSince(ctx, account, since)
+	return f, ok, cs, err
+}
+
 // ListFlags implements state.Store, ordered by account.
 func (s *Store) ListFlags(_ context.Context) ([]state.Flag, error) {
 	return s.flags.List(), nil

@@ -8,37 +8,52 @@ import goredis "github.com/redis/go-redis/v9"
 // the Lua side never computes with nanoseconds, which its doubles cannot
 // hold exactly.
 
+// A counter's hash holds its window ("w", ns), the committed units in its
+// live buckets ("t"), the lowest bucket index that may still be in it
+// ("o"), and one field per bucket. trim, shared by the scripts below, drops
+// the buckets that left the window: once per bucket width, not per unit.
+const trimLua = `
+local function trim(c, oldest)
+  local o = tonumber(redis.call('HGET', c, 'o'))
+  if not o or o >= oldest then return end
+  local all = redis.call('HGETALL', c)
+  local t, low = tonumber(redis.call('HGET', c, 't') or '0'), nil
+  for j = 1, #all, 2 do
+    local f = all[j]
+    if f ~= 'w' and f ~= 't' and f ~= 'o' then
+      local idx = tonumber(f)
+      if idx < oldest then
+        t = t - tonumber(all[j+1])
+        redis.call('HDEL', c, f)
+      elseif not low or idx < low then
+        low = idx
+      end
+    end
+  end
+  redis.call('HSET', c, 't', t, 'o', low or oldest)
+end
+`
+
 // reserveScript admits one unit against every counter or none.
 //
 //	ARGV[1] counters n, ARGV[2] now (unix ms), ARGV[3] the reservation's
-//	lapse (unix ms), ARGV[4] its member name; then per counter: window (ns),
-//	limit, soft (0|1), oldest bucket index in the window, key TTL (ms).
+//	lapse (unix ms), ARGV[4] its member name, ARGV[5] the reservations'
+//	key TTL (ms); then per counter: window (ns), limit, soft (0|1), oldest
+//	bucket index in the window, the counter's key TTL (ms).
 //
 // Replies {1, over...} (admitted; the soft counters it took past their
 // limit, 0-based), {0, i, used} (refused by hard counter i), or
 // {"rebucket", i} when counter i was last written under another window.
-var reserveScript = goredis.NewScript(`
+var reserveScript = goredis.NewScript(trimLua + `
 local n = tonumber(ARGV[1])
-local now = tonumber(ARGV[2])
+local now = ARGV[2]
 local used = {}
 for i = 1, n do
-  local c, r, b = KEYS[2*i-1], KEYS[2*i], 4 + (i-1)*5
+  local c, r, b = KEYS[2*i-1], KEYS[2*i], 5 + (i-1)*5
   local w = redis.call('HGET', c, 'w')
   if w and w ~= ARGV[b+1] then return {'rebucket', i-1} end
-  local oldest = tonumber(ARGV[b+4])
-  local u = 0
-  local all = redis.call('HGETALL', c)
-  for j = 1, #all, 2 do
-    if all[j] ~= 'w' then
-      if tonumber(all[j]) < oldest then
-        redis.call('HDEL', c, all[j])
-      else
-        u = u + tonumber(all[j+1])
-      end
-    end
-  end
-  redis.call('ZREMRANGEBYSCORE', r, '-inf', now)
-  u = u + redis.call('ZCARD', r)
+  trim(c, tonumber(ARGV[b+4]))
+  local u = tonumber(redis.call('HGET', c, 't') or '0') + redis.call('ZCOUNT', r, '(' .. now, '+inf')
   if ARGV[b+3] ~= '1' and u + 1 > tonumber(ARGV[b+2]) then
     return {0, i-1, u}
   end
@@ -46,11 +61,12 @@ for i = 1, n do
 end
 local out = {1}
 for i = 1, n do
-  local c, r, b = KEYS[2*i-1], KEYS[2*i], 4 + (i-1)*5
+  local c, r, b = KEYS[2*i-1], KEYS[2*i], 5 + (i-1)*5
   redis.call('ZADD', r, ARGV[3], ARGV[4])
-  redis.call('PEXPIRE', r, ARGV[b+5])
-  redis.call('HSET', c, 'w', ARGV[b+1])
-  redis.call('PEXPIRE', c, ARGV[b+5])
+  redis.call('PEXPIRE', r, ARGV[5])
+  if redis.call('HSETNX', c, 'w', ARGV[b+1]) == 1 then
+    redis.call('PEXPIRE', c, ARGV[b+5])
+  end
   if ARGV[b+3] == '1' and used[i] + 1 > tonumber(ARGV[b+2]) then
     out[#out+1] = i-1
   end
@@ -77,6 +93,9 @@ for i = 1, m do
   local c, r, b = KEYS[2*i-1], KEYS[2*i], 1 + (i-1)*4
   redis.call('ZREM', r, ARGV[b+1])
   redis.call('HINCRBY', c, ARGV[b+3], 1)
+  redis.call('HINCRBY', c, 't', 1)
+  local o = tonumber(redis.call('HGET', c, 'o'))
+  if not o or tonumber(ARGV[b+3]) < o then redis.call('HSET', c, 'o', ARGV[b+3]) end
   redis.call('HSET', c, 'w', ARGV[b+2])
   redis.call('PEXPIRE', c, ARGV[b+4])
 end
@@ -98,16 +117,19 @@ return 1
 // usageScript reads one counter: KEYS its hash and sorted set; ARGV window
 // (ns), oldest bucket index, now (unix ms). Replies {committed, reserved}
 // or {"rebucket"}; a counter never written replies {0, 0}.
-var usageScript = goredis.NewScript(`
+var usageScript = goredis.NewScript(trimLua + `
 local w = redis.call('HGET', KEYS[1], 'w')
 if w and w ~= ARGV[1] then return {'rebucket'} end
-local oldest = tonumber(ARGV[2])
-local u = 0
-local all = redis.call('HGETALL', KEYS[1])
-for j = 1, #all, 2 do
-  if all[j] ~= 'w' and tonumber(all[j]) >= oldest then u = u + tonumber(all[j+1]) end
-end
-return {u, redis.call('ZCOUNT', KEYS[2], '(' .. ARGV[3], '+inf')}
+trim(KEYS[1], tonumber(ARGV[2]))
+return {tonumber(redis.call('HGET', KEYS[1], 't') or '0'), redis.call('ZCOUNT', KEYS[2], '(' .. ARGV[3], '+inf')}
+`)
+
+// expireScript trims one counter and drops its lapsed reservations: KEYS
+// its hash and sorted set; ARGV oldest bucket index, now (unix ms).
+var expireScript = goredis.NewScript(trimLua + `
+trim(KEYS[1], tonumber(ARGV[1]))
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[2])
+return 1
 `)
 
 // addComplaintScript records a complaint once per report.
@@ -151,4 +173,18 @@ for _, id in ipairs(ids) do
   redis.call('ZREM', KEYS[2], id)
 end
 return #ids
+`)
+
+// accountScript reads an account's standing in one step. KEYS[1] the
+// flags, KEYS[2] the account's complaints by time, KEYS[3] the reports;
+// ARGV[1] the account, ARGV[2] the lowest score. Replies {flag or "",
+// id, report, id, report...}.
+var accountScript = goredis.NewScript(`
+local out = {redis.call('HGET', KEYS[1], ARGV[1]) or ''}
+local ids = redis.call('ZRANGEBYSCORE', KEYS[2], ARGV[2], '+inf')
+for _, id in ipairs(ids) do
+  out[#out+1] = id
+  out[#out+1] = redis.call('HGET', KEYS[3], id) or ''
+end
+return out
 `)

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"net/url"
 	"slices"
 	"strconv"
@@ -131,8 +132,8 @@ func (s *Store) Reserve(ctx context.Context, counters []state.Counter, now time.
 	defer cancel()
 	id := s.nextID.Add(1)
 	keys := make([]string, 0, 2*len(counters))
-	args := make([]any, 0, 4+5*len(counters))
-	args = append(args, len(counters), now.UnixMilli(), now.Add(s.resTTL).UnixMilli(), s.member(id))
+	args := make([]any, 0, 5+5*len(counters))
+	args = append(args, len(counters), now.UnixMilli(), now.Add(s.resTTL).UnixMilli(), s.member(id), s.resTTL.Milliseconds())
 	for _, c := range counters {
 		keys = append(keys, s.counterKey(c.Key), s.reservationsKey(c.Key))
 		soft := 0
@@ -213,8 +214,10 @@ func (s *Store) rebucket(ctx context.Context, key string, window time.Duration) 
 				return nil // gone, or done by someone else
 			}
 			moved := map[int64]int64{}
+			var total int64
+			low := int64(math.MaxInt64)
 			for f, v := range all {
-				if f == "w" {
+				if f == "w" || f == "t" || f == "o" {
 					continue
 				}
 				idx, err1 := strconv.ParseInt(f, 10, 64)
@@ -222,14 +225,20 @@ func (s *Store) rebucket(ctx context.Context, key string, window time.Duration) 
 				if err1 != nil || err2 != nil {
 					continue
 				}
-				moved[state.Rebucket(idx, time.Duration(from), window)] += n
+				j := state.Rebucket(idx, time.Duration(from), window)
+				moved[j] += n
+				total += n
+				low = min(low, j)
 			}
 			_, err = tx.TxPipelined(ctx, func(p goredis.Pipeliner) error {
 				p.Del(ctx, c)
 				for idx, n := range moved {
 					p.HSet(ctx, c, strconv.FormatInt(idx, 10), n)
 				}
-				p.HSet(ctx, c, "w", int64(window))
+				p.HSet(ctx, c, "w", int64(window), "t", total)
+				if len(moved) > 0 {
+					p.HSet(ctx, c, "o", low)
+				}
 				p.PExpire(ctx, c, time.Duration(s.keyTTL(window))*time.Millisecond)
 				return nil
 			})
@@ -439,28 +448,16 @@ func (s *Store) Expire(ctx context.Context, now time.Time) error {
 		return err
 	}
 	for _, k := range keys {
-		c := s.counterKey(k)
-		all, err := s.c.HGetAll(ctx, c).Result()
+		w, err := s.c.HGet(ctx, s.counterKey(k), "w").Int64()
+		if errors.Is(err, goredis.Nil) {
+			continue // only reservations, or expired meanwhile
+		}
 		if err != nil {
 			return unavailable(err)
 		}
-		w, err := strconv.ParseInt(all["w"], 10, 64)
+		err = expireScript.Run(ctx, s.c, []string{s.counterKey(k), s.reservationsKey(k)},
+			state.Oldest(now, time.Duration(w)), now.UnixMilli()).Err()
 		if err != nil {
-			continue
-		}
-		oldest := state.Oldest(now, time.Duration(w))
-		var old []string
-		for f := range all {
-			if idx, err := strconv.ParseInt(f, 10, 64); err == nil && f != "w" && idx < oldest {
-				old = append(old, f)
-			}
-		}
-		if len(old) > 0 {
-			if err := s.c.HDel(ctx, c, old...).Err(); err != nil {
-				return unavailable(err)
-			}
-		}
-		if err := s.c.ZRemRangeByScore(ctx, s.reservationsKey(k), "-inf", strconv.FormatInt(now.UnixMilli(), 10)).Err(); err != nil {
 			return unavailable(err)
 		}
 	}
@@ -509,6 +506,41 @@ func (s *Store) GetFlag(ctx context.Context, account string) (state.Flag, bool, 
 		return state.Flag{}, false, fmt.Errorf("redis: the flag of %q: %w", account, err)
 	}
 	return f, true, nil
+}
+
+// Account implements state.Store: one script, one round trip on the
+// per-message path.
+func (s *Store) Account(ctx context.Context, account string, since time.Time) (state.Flag, bool, []state.Complaint, error) {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	reply, err := accountScript.Run(ctx, s.c, []string{s.flagsKey(), s.accountComplaintsKey(account), s.reportsKey()},
+		account, sinceScore(since)).StringSlice()
+	if err != nil {
+		return state.Flag{}, false, nil, unavailable(err)
+	}
+	if len(reply) == 0 {
+		return state.Flag{}, false, nil, fmt.Errorf("%w: redis: empty reply to account", state.ErrUnavailable)
+	}
+	var f state.Flag
+	flagged := reply[0] != ""
+	if flagged {
+		if err := json.Unmarshal([]byte(reply[0]), &f); err != nil {
+			return state.Flag{}, false, nil, fmt.Errorf("redis: the flag of %q: %w", account, err)
+		}
+	}
+	var cs []state.Complaint
+	for i := 1; i+1 < len(reply); i += 2 {
+		if reply[i+1] == "" {
+			continue // forgotten meanwhile
+		}
+		var rec complaintRec
+		if err := json.Unmarshal([]byte(reply[i+1]), &rec); err != nil {
+			return state.Flag{}, false, nil, fmt.Errorf("redis: complaint %q: %w", reply[i], err)
+		}
+		cs = append(cs, state.Complaint{Account: rec.Account, ReportID: reply[i], At: time.Unix(0, rec.At).UTC()})
+	}
+	slices.SortStableFunc(cs, func(a, b state.Complaint) int { return a.At.Compare(b.At) })
+	return f, flagged, cs, nil
 }
 
 // ListFlags implements state.Store, ordered by account.

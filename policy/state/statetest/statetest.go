@@ -43,6 +43,7 @@ func Run(t *testing.T, open Open) {
 		{"Flags", testFlags},
 		{"Scan", testScan},
 		{"Complaints", testComplaints},
+		{"Account", testAccount},
 		{"Attributions", testAttributions},
 	}
 	for _, tt := range tests {
@@ -426,5 +427,31 @@ func testCommitAll(t *testing.T, s state.Store) {
 	checkUsage(t, s, "cap", time.Hour, t0, state.Usage{Committed: 3})
 	if err := s.Release(ctx, rs[0]); !errors.Is(err, state.ErrUnknownReservation) {
 		t.Errorf("Release after CommitAll: %v", err)
+	}
+}
+
+func testAccount(t *testing.T, s state.Store) {
+	ctx := context.Background()
+	if f, ok, cs, err := s.Account(ctx, "alice", t0); err != nil || ok || len(cs) != 0 {
+		t.Fatalf("Account of an unknown account = %+v %v %+v %v", f, ok, cs, err)
+	}
+	for i, at := range []time.Time{t0, t0.Add(time.Hour), t0.Add(2 * time.Hour)} {
+		if _, err := s.AddComplaint(ctx, state.Complaint{Account: "alice", ReportID: fmt.Sprint("r", i), At: at}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := s.AddComplaint(ctx, state.Complaint{Account: "bob", ReportID: "rb", At: t0}); err != nil {
+		t.Fatal(err)
+	}
+	f := state.Flag{Account: "alice", Action: state.ActionForgiven, Reason: "unflagged", Since: t0.Add(90 * time.Minute)}
+	if err := s.SetFlag(ctx, f); err != nil {
+		t.Fatal(err)
+	}
+	got, ok, cs, err := s.Account(ctx, "alice", t0.Add(time.Minute))
+	if err != nil || !ok || got.Action != f.Action || !got.Since.Equal(f.Since) {
+		t.Fatalf("Account flag = %+v %v %v, want %+v", got, ok, err, f)
+	}
+	if len(cs) != 2 || cs[0].ReportID != "r1" || cs[1].ReportID != "r2" || !cs[1].At.Equal(t0.Add(2*time.Hour)) || cs[0].Account != "alice" {
+		t.Fatalf("Account complaints since the first minute = %+v, want r1 and r2, oldest first", cs)
 	}
 }
