@@ -70,6 +70,8 @@
 set -euo pipefail
 
 cd "$(dirname "$0")/../.."
+# shellcheck source=benchlib.sh
+. cmd/msgate-load/benchlib.sh
 
 quick=${BENCH_QUICK:-0}
 messages=${BENCH_MESSAGES:-20000}
@@ -100,26 +102,6 @@ pids=()
 server_keys=()
 server_names=()
 server_ports=()
-policy_saved=""
-policy_created=0
-
-log() { printf '==> %s\n' "$*" >&2; }
-
-# stop ends one process started here: TERM, then KILL after 15s.
-stop() {
-	local pid=$1
-	kill -0 "$pid" 2>/dev/null || return 0
-	kill -TERM "$pid" 2>/dev/null || true
-	for _ in $(seq 150); do
-		kill -0 "$pid" 2>/dev/null || break
-		sleep 0.1
-	done
-	if kill -0 "$pid" 2>/dev/null; then
-		log "pid $pid ignored SIGTERM; killing it"
-		kill -KILL "$pid" 2>/dev/null || true
-	fi
-	wait "$pid" 2>/dev/null || true
-}
 
 cleanup() {
 	local status=$? f name i
@@ -138,74 +120,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-restore_policy() {
-	if [ -n "$policy_saved" ]; then
-		cp -p "$policy_saved" /usr/sbin/policy-rc.d && rm -f "$policy_saved"
-		policy_saved=""
-	elif [ "$policy_created" = 1 ]; then
-		rm -f /usr/sbin/policy-rc.d
-	fi
-	policy_created=0
-}
-
-# free_port prints a TCP port on 127.0.0.1 that nothing listens on.
-free_port() {
-	local p
-	for _ in $(seq 200); do
-		p=$((20000 + RANDOM % 30000))
-		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-			echo "$p"
-			return 0
-		fi
-	done
-	return 1
-}
-
-# wait_port waits until 127.0.0.1:PORT accepts connections while PID lives.
-wait_port() {
-	local port=$1 pid=$2 seconds=${3:-30}
-	for _ in $(seq $((seconds * 10))); do
-		if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-			return 0
-		fi
-		kill -0 "$pid" 2>/dev/null || return 1
-		sleep 0.1
-	done
-	return 1
-}
-
-# ensure_packages installs the Debian packages given when missing, keeping
-# apt from starting their services.
-ensure_packages() {
-	local missing=() p ok=0
-	for p in "$@"; do
-		if [ "$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null)" != "install ok installed" ]; then
-			missing+=("$p")
-		fi
-	done
-	[ ${#missing[@]} -eq 0 ] && return 0
-	if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null; then
-		log "cannot install ${missing[*]}: not root on a Debian machine"
-		return 1
-	fi
-	log "installing ${missing[*]}"
-	if [ -e /usr/sbin/policy-rc.d ]; then
-		policy_saved=$(mktemp)
-		cp -p /usr/sbin/policy-rc.d "$policy_saved"
-	else
-		policy_created=1
-	fi
-	printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
-	chmod 755 /usr/sbin/policy-rc.d
-	# Without a fresh package list on a new machine, the first try fails.
-	if DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" </dev/null >"$out/logs/apt.txt" 2>&1 ||
-		{ apt-get update -q >>"$out/logs/apt.txt" 2>&1 &&
-			DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" </dev/null >>"$out/logs/apt.txt" 2>&1; }; then
-		ok=1
-	fi
-	restore_policy
-	[ "$ok" = 1 ] || { log "apt-get failed; see $out/logs/apt.txt"; return 1; }
-}
 
 # add_server KEY "NAME" PORT puts a running server in the table.
 add_server() {

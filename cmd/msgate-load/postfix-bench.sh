@@ -55,6 +55,8 @@
 set -euo pipefail
 
 cd "$(dirname "$0")/../.."
+# shellcheck source=benchlib.sh
+. cmd/msgate-load/benchlib.sh
 
 quick=${PFBENCH_QUICK:-0}
 messages=${PFBENCH_MESSAGES:-2000}
@@ -96,27 +98,10 @@ failures=0
 conf_saved=""
 postfix_started=0
 
-log() { printf '==> %s\n' "$*" >&2; }
-
-# stop ends one process started here: TERM, then KILL after 15s.
-stop() {
-	local pid=$1
-	kill -0 "$pid" 2>/dev/null || return 0
-	kill -TERM "$pid" 2>/dev/null || true
-	for _ in $(seq 150); do
-		kill -0 "$pid" 2>/dev/null || break
-		sleep 0.1
-	done
-	if kill -0 "$pid" 2>/dev/null; then
-		log "pid $pid ignored SIGTERM; killing it"
-		kill -KILL "$pid" 2>/dev/null || true
-	fi
-	wait "$pid" 2>/dev/null || true
-}
-
 cleanup() {
 	local status=$? i f
 	set +e
+	restore_policy
 	if [ "$postfix_started" = 1 ]; then
 		postfix stop >/dev/null 2>&1
 		postsuper -d ALL >/dev/null 2>&1
@@ -137,47 +122,11 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# free_port prints a TCP port on 127.0.0.1 that nothing listens on.
-free_port() {
-	local p
-	for _ in $(seq 200); do
-		p=$((20000 + RANDOM % 12000)) # below the ephemeral ports (32768-)
-		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-			echo "$p"
-			return 0
-		fi
-	done
-	return 1
-}
 
-# wait_port waits until 127.0.0.1:PORT accepts connections while PID lives
-# (PID 0: no process to watch).
-wait_port() {
-	local port=$1 pid=$2 seconds=${3:-30}
-	for _ in $(seq $((seconds * 10))); do
-		if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-			return 0
-		fi
-		[ "$pid" = 0 ] || kill -0 "$pid" 2>/dev/null || return 1
-		sleep 0.1
-	done
-	return 1
-}
-
-if ! command -v smtp-source >/dev/null || ! command -v postconf >/dev/null; then
-	log "installing postfix"
-	printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
-	chmod 755 /usr/sbin/policy-rc.d
+if ! command -v postconf >/dev/null; then
 	echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
-	if ! { DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends postfix </dev/null >"$out/logs/apt.txt" 2>&1 ||
-		{ apt-get update -q >>"$out/logs/apt.txt" 2>&1 &&
-			DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends postfix </dev/null >>"$out/logs/apt.txt" 2>&1; }; }; then
-		rm -f /usr/sbin/policy-rc.d
-		log "apt-get install postfix failed; see $out/logs/apt.txt"
-		exit 1
-	fi
-	rm -f /usr/sbin/policy-rc.d
 fi
+ensure_packages postfix || exit 1
 
 log "environment"
 {
