@@ -11,13 +11,15 @@ import goredis "github.com/redis/go-redis/v9"
 // A counter's hash holds its window ("w", ns), the committed units in its
 // live buckets ("t"), the lowest bucket index that may still be in it
 // ("o"), and one field per bucket. trim, shared by the scripts below, drops
-// the buckets that left the window: once per bucket width, not per unit.
+// the buckets that left the window, once per bucket width, not per unit,
+// and returns the live total.
 const trimLua = `
-local function trim(c, oldest)
-  local o = tonumber(redis.call('HGET', c, 'o'))
-  if not o or o >= oldest then return end
+local function trim(c, oldest, o, t)
+  t = tonumber(t or '0')
+  o = tonumber(o)
+  if not o or o >= oldest then return t end
   local all = redis.call('HGETALL', c)
-  local t, low = tonumber(redis.call('HGET', c, 't') or '0'), nil
+  local low = nil
   for j = 1, #all, 2 do
     local f = all[j]
     if f ~= 'w' and f ~= 't' and f ~= 'o' then
@@ -31,6 +33,7 @@ local function trim(c, oldest)
     end
   end
   redis.call('HSET', c, 't', t, 'o', low or oldest)
+  return t
 end
 `
 
@@ -47,13 +50,13 @@ end
 var reserveScript = goredis.NewScript(trimLua + `
 local n = tonumber(ARGV[1])
 local now = ARGV[2]
-local used = {}
+local used, fresh = {}, {}
 for i = 1, n do
   local c, r, b = KEYS[2*i-1], KEYS[2*i], 5 + (i-1)*5
-  local w = redis.call('HGET', c, 'w')
-  if w and w ~= ARGV[b+1] then return {'rebucket', i-1} end
-  trim(c, tonumber(ARGV[b+4]))
-  local u = tonumber(redis.call('HGET', c, 't') or '0') + redis.call('ZCOUNT', r, '(' .. now, '+inf')
+  local h = redis.call('HMGET', c, 'w', 'o', 't')
+  if h[1] and h[1] ~= ARGV[b+1] then return {'rebucket', i-1} end
+  fresh[i] = not h[1]
+  local u = trim(c, tonumber(ARGV[b+4]), h[2], h[3]) + redis.call('ZCOUNT', r, '(' .. now, '+inf')
   if ARGV[b+3] ~= '1' and u + 1 > tonumber(ARGV[b+2]) then
     return {0, i-1, u}
   end
@@ -64,7 +67,8 @@ for i = 1, n do
   local c, r, b = KEYS[2*i-1], KEYS[2*i], 5 + (i-1)*5
   redis.call('ZADD', r, ARGV[3], ARGV[4])
   redis.call('PEXPIRE', r, ARGV[5])
-  if redis.call('HSETNX', c, 'w', ARGV[b+1]) == 1 then
+  if fresh[i] then
+    redis.call('HSET', c, 'w', ARGV[b+1])
     redis.call('PEXPIRE', c, ARGV[b+5])
   end
   if ARGV[b+3] == '1' and used[i] + 1 > tonumber(ARGV[b+2]) then
@@ -75,29 +79,40 @@ return out
 `)
 
 // commitScript counts the units of one or more reservations, all or none.
+// KEYS are per distinct counter (hash, sorted set).
 //
-//	ARGV[1] units m; then per unit: member, window (ns), bucket index of
-//	now, key TTL (ms).
+//	ARGV[1] counters k; then per counter: window (ns), bucket index of now,
+//	key TTL (ms), units u, then the u reservations' members.
 //
-// Replies {1}, {"unknown", i} (unit i is not held: committed, released or
-// lapsed) or {"rebucket", i}.
+// Replies {1}, {"unknown", i} (a unit held against counter i is not held:
+// committed, released or lapsed) or {"rebucket", i}.
 var commitScript = goredis.NewScript(`
-local m = tonumber(ARGV[1])
-for i = 1, m do
-  local c, r, b = KEYS[2*i-1], KEYS[2*i], 1 + (i-1)*4
-  if not redis.call('ZSCORE', r, ARGV[b+1]) then return {'unknown', i-1} end
-  local w = redis.call('HGET', c, 'w')
-  if w and w ~= ARGV[b+2] then return {'rebucket', i-1} end
+local k = tonumber(ARGV[1])
+local b = 2
+local spans = {}
+for i = 1, k do
+  local c, r = KEYS[2*i-1], KEYS[2*i]
+  local u = tonumber(ARGV[b+3])
+  local members = {}
+  for j = 1, u do members[j] = ARGV[b+3+j] end
+  for _, sc in ipairs(redis.call('ZMSCORE', r, unpack(members))) do
+    if not sc then return {'unknown', i-1} end
+  end
+  local h = redis.call('HMGET', c, 'w', 'o')
+  if h[1] and h[1] ~= ARGV[b] then return {'rebucket', i-1} end
+  spans[i] = {b, u, members, h[1], h[2]}
+  b = b + 4 + u
 end
-for i = 1, m do
-  local c, r, b = KEYS[2*i-1], KEYS[2*i], 1 + (i-1)*4
-  redis.call('ZREM', r, ARGV[b+1])
-  redis.call('HINCRBY', c, ARGV[b+3], 1)
-  redis.call('HINCRBY', c, 't', 1)
-  local o = tonumber(redis.call('HGET', c, 'o'))
-  if not o or tonumber(ARGV[b+3]) < o then redis.call('HSET', c, 'o', ARGV[b+3]) end
-  redis.call('HSET', c, 'w', ARGV[b+2])
-  redis.call('PEXPIRE', c, ARGV[b+4])
+for i = 1, k do
+  local c, r = KEYS[2*i-1], KEYS[2*i]
+  local s = spans[i]
+  local at, u = s[1], s[2]
+  redis.call('ZREM', r, unpack(s[3]))
+  redis.call('HINCRBY', c, ARGV[at+1], u)
+  redis.call('HINCRBY', c, 't', u)
+  if not s[4] then redis.call('HSET', c, 'w', ARGV[at]) end
+  if not s[5] or tonumber(ARGV[at+1]) < tonumber(s[5]) then redis.call('HSET', c, 'o', ARGV[at+1]) end
+  redis.call('PEXPIRE', c, ARGV[at+2])
 end
 return {1}
 `)
@@ -118,16 +133,16 @@ return 1
 // (ns), oldest bucket index, now (unix ms). Replies {committed, reserved}
 // or {"rebucket"}; a counter never written replies {0, 0}.
 var usageScript = goredis.NewScript(trimLua + `
-local w = redis.call('HGET', KEYS[1], 'w')
-if w and w ~= ARGV[1] then return {'rebucket'} end
-trim(KEYS[1], tonumber(ARGV[2]))
-return {tonumber(redis.call('HGET', KEYS[1], 't') or '0'), redis.call('ZCOUNT', KEYS[2], '(' .. ARGV[3], '+inf')}
+local h = redis.call('HMGET', KEYS[1], 'w', 'o', 't')
+if h[1] and h[1] ~= ARGV[1] then return {'rebucket'} end
+return {trim(KEYS[1], tonumber(ARGV[2]), h[2], h[3]), redis.call('ZCOUNT', KEYS[2], '(' .. ARGV[3], '+inf')}
 `)
 
 // expireScript trims one counter and drops its lapsed reservations: KEYS
 // its hash and sorted set; ARGV oldest bucket index, now (unix ms).
 var expireScript = goredis.NewScript(trimLua + `
-trim(KEYS[1], tonumber(ARGV[1]))
+local h = redis.call('HMGET', KEYS[1], 'o', 't')
+trim(KEYS[1], tonumber(ARGV[1]), h[1], h[2])
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[2])
 return 1
 `)

@@ -256,29 +256,43 @@ func (s *Store) Commit(ctx context.Context, r state.Reservation, now time.Time) 
 	return s.CommitAll(ctx, []state.Reservation{r}, now)
 }
 
-// CommitAll implements state.Store: one script for the whole message.
+// CommitAll implements state.Store: one script for the whole message, each
+// counter touched once however many of the message's units it counts.
 func (s *Store) CommitAll(ctx context.Context, rs []state.Reservation, now time.Time) error {
 	if len(rs) == 0 {
 		return nil
 	}
+	type group struct {
+		ref
+		members []any
+	}
+	var groups []*group
+	byRef := map[ref]*group{}
 	s.mu.Lock()
-	var keys []string
-	args := []any{0}
-	var refsOf [][]ref
 	for _, r := range rs {
 		refs, ok := s.pending[r.ID]
 		if !ok {
 			s.mu.Unlock()
 			return state.ErrUnknownReservation
 		}
-		refsOf = append(refsOf, refs)
 		for _, f := range refs {
-			keys = append(keys, s.counterKey(f.key), s.reservationsKey(f.key))
-			args = append(args, s.member(r.ID), int64(f.window), state.BucketOf(now, f.window), s.keyTTL(f.window))
+			g := byRef[f]
+			if g == nil {
+				g = &group{ref: f}
+				byRef[f] = g
+				groups = append(groups, g)
+			}
+			g.members = append(g.members, s.member(r.ID))
 		}
 	}
 	s.mu.Unlock()
-	args[0] = len(keys) / 2
+	keys := make([]string, 0, 2*len(groups))
+	args := []any{len(groups)}
+	for _, g := range groups {
+		keys = append(keys, s.counterKey(g.key), s.reservationsKey(g.key))
+		args = append(args, int64(g.window), state.BucketOf(now, g.window), s.keyTTL(g.window), len(g.members))
+		args = append(args, g.members...)
+	}
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
 	for range 3 {
@@ -287,8 +301,7 @@ func (s *Store) CommitAll(ctx context.Context, rs []state.Reservation, now time.
 			return unavailable(err)
 		}
 		if i, ok := rebucketAt(reply); ok {
-			f := refAt(refsOf, i)
-			if err := s.rebucket(ctx, f.key, f.window); err != nil {
+			if err := s.rebucket(ctx, groups[i].key, groups[i].window); err != nil {
 				return err
 			}
 			continue
@@ -302,16 +315,6 @@ func (s *Store) CommitAll(ctx context.Context, rs []state.Reservation, now time.
 		return nil
 	}
 	return fmt.Errorf("%w: redis: windows keep changing", state.ErrUnavailable)
-}
-
-func refAt(refsOf [][]ref, i int) ref {
-	for _, refs := range refsOf {
-		if i < len(refs) {
-			return refs[i]
-		}
-		i -= len(refs)
-	}
-	return ref{}
 }
 
 func (s *Store) forget(rs []state.Reservation) {
