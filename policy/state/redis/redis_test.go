@@ -48,6 +48,28 @@ func TestConformanceRedisServer(t *testing.T) {
 	})
 }
 
+// The conformance suite through a Cluster client on a one-node Redis
+// Cluster: every script's keys must be in one hash slot, or Redis refuses
+// them.
+func TestConformanceCluster(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{Cluster: true})
+	statetest.Run(t, func(t *testing.T) state.Store {
+		c, err := redis.Dial("redis://"+srv.Addr+"?addr="+srv.Addr, time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := c.(*goredis.ClusterClient); !ok {
+			t.Fatalf("Dial with addr= made a %T, want a cluster client", c)
+		}
+		s, err := redis.New(redis.Options{Client: c})
+		if err != nil {
+			t.Fatal(err)
+		}
+		flush(t, srv.Addr)
+		return s
+	})
+}
+
 func flush(t *testing.T, addr string) {
 	t.Helper()
 	c := goredis.NewClient(&goredis.Options{Addr: addr})

@@ -384,10 +384,20 @@ func (s *Store) usage(ctx context.Context, key string, window time.Duration, now
 // scanKeys lists the counters whose key starts with prefix.
 func (s *Store) scanKeys(ctx context.Context, prefix string) ([]string, error) {
 	match := s.counterKey(globEscape(prefix)) + "*"
+	// Every key is in one hash slot: on a Cluster, scan the node that
+	// serves it.
+	var scanner goredis.Cmdable = s.c
+	if cc, ok := s.c.(*goredis.ClusterClient); ok {
+		node, err := cc.MasterForKey(ctx, s.counterKey(""))
+		if err != nil {
+			return nil, unavailable(err)
+		}
+		scanner = node
+	}
 	var keys []string
 	var cursor uint64
 	for {
-		batch, next, err := s.c.Scan(ctx, cursor, match, 1000).Result()
+		batch, next, err := scanner.Scan(ctx, cursor, match, 1000).Result()
 		if err != nil {
 			return nil, unavailable(err)
 		}

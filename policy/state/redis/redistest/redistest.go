@@ -9,6 +9,7 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net"
 	"os"
@@ -36,6 +37,9 @@ type Options struct {
 	// AppendOnly turns on the append-only file with appendfsync always, so
 	// that a restart keeps every write.
 	AppendOnly bool
+	// Cluster runs the server as a Redis Cluster of one node that serves
+	// every hash slot.
+	Cluster bool
 }
 
 // Require skips the test when redis-server is not installed, or fails it
@@ -75,10 +79,65 @@ func Start(t testing.TB, opts Options) *Server {
 	} else {
 		s.args = append(s.args, "--appendonly", "no")
 	}
+	if opts.Cluster {
+		s.args = append(s.args, "--cluster-enabled", "yes", "--cluster-config-file", filepath.Join(dir, "nodes.conf"))
+	}
 	s.args = append([]string{bin}, s.args...)
 	s.start()
 	t.Cleanup(s.Stop)
+	if opts.Cluster {
+		s.clusterServeAllSlots()
+	}
 	return s
+}
+
+// clusterServeAllSlots gives the one node every hash slot and waits until
+// the cluster says it is ok.
+func (s *Server) clusterServeAllSlots() {
+	s.t.Helper()
+	if reply, err := command(s.Addr, "CLUSTER", "ADDSLOTSRANGE", "0", "16383"); err != nil || !strings.HasPrefix(reply, "+OK") {
+		s.t.Fatalf("CLUSTER ADDSLOTSRANGE: %q %v", reply, err)
+	}
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		reply, err := command(s.Addr, "CLUSTER", "INFO")
+		if err == nil && strings.Contains(reply, "cluster_state:ok") {
+			return
+		}
+		if time.Now().After(deadline) {
+			s.t.Fatalf("the one-node cluster never got ok: %q %v", reply, err)
+		}
+	}
+}
+
+// command sends one command and returns the reply's text (the whole bulk
+// string for a bulk reply).
+func command(addr string, args ...string) (string, error) {
+	c, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	var b strings.Builder
+	fmt.Fprintf(&b, "*%d\r\n", len(args))
+	for _, a := range args {
+		fmt.Fprintf(&b, "$%d\r\n%s\r\n", len(a), a)
+	}
+	if _, err := c.Write([]byte(b.String())); err != nil {
+		return "", err
+	}
+	r := bufio.NewReader(c)
+	line, err := r.ReadString('\n')
+	if err != nil || !strings.HasPrefix(line, "$") {
+		return line, err
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(line[1:]))
+	if err != nil || n < 0 {
+		return line, err
+	}
+	body := make([]byte, n+2)
+	_, err = io.ReadFull(r, body)
+	return string(body[:n]), err
 }
 
 func (s *Server) start() {
