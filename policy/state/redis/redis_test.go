@@ -214,3 +214,32 @@ func TestReservationLapses(t *testing.T) {
 		t.Fatalf("after the reservation lapsed: %+v, %v", out, err)
 	}
 }
+
+// A commit or release that fails (Redis gone) forgets the reservation
+// locally: an outage does not grow the daemon's memory by every message it
+// deferred.
+func TestFailedCallsForgetReservations(t *testing.T) {
+	mr := miniredis.RunT(t)
+	s := open(t, mr.Addr(), 200*time.Millisecond)
+	defer s.Close()
+	ctx := context.Background()
+	cs := []state.Counter{{Key: "cap", Window: 24 * time.Hour, Limit: 10}}
+	var rs []state.Reservation
+	for range 2 {
+		out, err := s.Reserve(ctx, cs, t0)
+		if err != nil || !out.Admitted {
+			t.Fatalf("Reserve = %+v, %v", out, err)
+		}
+		rs = append(rs, out.Reservation)
+	}
+	mr.Close()
+	if err := s.Commit(ctx, rs[0], t0); !errors.Is(err, state.ErrUnavailable) {
+		t.Fatalf("Commit with Redis gone: %v", err)
+	}
+	if err := s.Release(ctx, rs[1]); !errors.Is(err, state.ErrUnavailable) {
+		t.Fatalf("Release with Redis gone: %v", err)
+	}
+	if n := s.Pending(); n != 0 {
+		t.Fatalf("%d reservations still held locally after failed calls", n)
+	}
+}

@@ -286,6 +286,11 @@ func (s *Store) CommitAll(ctx context.Context, rs []state.Reservation, now time.
 		}
 	}
 	s.mu.Unlock()
+	// Whatever the outcome, the reservations are done with here: after an
+	// error Redis may or may not have counted them (counted too often
+	// rather than lost), and a unit it did not count lapses after
+	// ReservationTTL. Nobody commits or releases them again.
+	defer s.forget(rs)
 	keys := make([]string, 0, 2*len(groups))
 	args := []any{len(groups)}
 	for _, g := range groups {
@@ -311,7 +316,6 @@ func (s *Store) CommitAll(ctx context.Context, rs []state.Reservation, now time.
 				return fmt.Errorf("%w (it lapsed after %v)", state.ErrUnknownReservation, s.resTTL)
 			}
 		}
-		s.forget(rs)
 		return nil
 	}
 	return fmt.Errorf("%w: redis: windows keep changing", state.ErrUnavailable)
@@ -338,13 +342,15 @@ func (s *Store) Release(ctx context.Context, r state.Reservation) error {
 	for i, f := range refs {
 		keys[i], args[i] = s.reservationsKey(f.key), s.member(r.ID)
 	}
+	// As in CommitAll, done with whatever happens: a unit Redis did not
+	// give back lapses.
+	defer s.forget([]state.Reservation{r})
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
 	n, err := releaseScript.Run(ctx, s.c, keys, args...).Int()
 	if err != nil {
 		return unavailable(err)
 	}
-	s.forget([]state.Reservation{r})
 	if n == 0 {
 		return fmt.Errorf("%w (it lapsed after %v)", state.ErrUnknownReservation, s.resTTL)
 	}
