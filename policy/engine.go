@@ -184,7 +184,8 @@ type Transaction struct {
 	// stamped and remembered by queue id.
 	microsoft bool
 	// standing is the account's, read at the first Microsoft recipient.
-	standing *Standing
+	standing     Standing
+	standingRead bool
 }
 
 // Begin starts a transaction for an envelope (at MAIL FROM).
@@ -250,16 +251,16 @@ func (e *Engine) recipient(ctx context.Context, tx *Transaction, rcpt string, no
 		return d
 	}
 	tx.microsoft = true
-	if tx.standing == nil {
+	if !tx.standingRead {
 		// Read once per transaction: a flag set meanwhile applies from
 		// the account's next message.
 		st, err := e.standing(ctx, p, tx.Account.Name, now)
 		if err != nil {
 			return e.stateFailure(p, d, err)
 		}
-		tx.standing = &st
+		tx.standing, tx.standingRead = st, true
 	}
-	if st := tx.standing; st.Flagged {
+	if st := &tx.standing; st.Flagged {
 		d.Reason = ReasonFlagged
 		if st.Action == RuleReject {
 			d.Verdict, d.Reply = Reject, ReplyFlaggedReject
