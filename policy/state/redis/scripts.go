@@ -37,45 +37,60 @@ local function trim(c, oldest, o, t)
 end
 `
 
-// reserveScript admits one unit against every counter or none.
+// reserveScript admits units: for each request of a batch, one unit
+// against every counter of the request or none, the requests one after the
+// other as if each were a script of its own.
 //
-//	ARGV[1] counters n, ARGV[2] now (unix ms), ARGV[3] the reservation's
-//	lapse (unix ms), ARGV[4] its member name, ARGV[5] the reservations'
-//	key TTL (ms); then per counter: window (ns), limit, soft (0|1), oldest
-//	bucket index in the window, the counter's key TTL (ms).
+//	ARGV[1] requests q, ARGV[2] now (unix ms), ARGV[3] the reservations'
+//	lapse (unix ms), ARGV[4] the reservations' key TTL (ms); then per
+//	request: its member name, its counters n, and per counter: window
+//	(ns), limit, soft (0|1), oldest bucket index in the window, the
+//	counter's key TTL (ms). KEYS: per request, per counter its hash and
+//	its sorted set.
 //
-// Replies {1, over...} (admitted; the soft counters it took past their
-// limit, 0-based), {0, i, used} (refused by hard counter i), or
-// {"rebucket", i} when counter i was last written under another window.
+// Replies one reply per request: {1, over...} (admitted; the soft counters
+// it took past their limit, 0-based), {0, i, used} (refused by hard
+// counter i), or {"rebucket", i} when counter i was last written under
+// another window.
 var reserveScript = goredis.NewScript(trimLua + `
-local n = tonumber(ARGV[1])
-local now = ARGV[2]
-local used, fresh = {}, {}
-for i = 1, n do
-  local c, r, b = KEYS[2*i-1], KEYS[2*i], 5 + (i-1)*5
-  local h = redis.call('HMGET', c, 'w', 'o', 't')
-  if h[1] and h[1] ~= ARGV[b+1] then return {'rebucket', i-1} end
-  fresh[i] = not h[1]
-  local u = trim(c, tonumber(ARGV[b+4]), h[2], h[3]) + redis.call('ZCOUNT', r, '(' .. now, '+inf')
-  if ARGV[b+3] ~= '1' and u + 1 > tonumber(ARGV[b+2]) then
-    return {0, i-1, u}
+local now, lapse, rttl = ARGV[2], ARGV[3], ARGV[4]
+local function reserve(k, a, n, member)
+  local used, fresh = {}, {}
+  for i = 1, n do
+    local c, r, b = KEYS[k+2*i-2], KEYS[k+2*i-1], a + (i-1)*5
+    local h = redis.call('HMGET', c, 'w', 'o', 't')
+    if h[1] and h[1] ~= ARGV[b] then return {'rebucket', i-1} end
+    fresh[i] = not h[1]
+    local u = trim(c, tonumber(ARGV[b+3]), h[2], h[3]) + redis.call('ZCOUNT', r, '(' .. now, '+inf')
+    if ARGV[b+2] ~= '1' and u + 1 > tonumber(ARGV[b+1]) then
+      return {0, i-1, u}
+    end
+    used[i] = u
   end
-  used[i] = u
+  local out = {1}
+  for i = 1, n do
+    local c, r, b = KEYS[k+2*i-2], KEYS[k+2*i-1], a + (i-1)*5
+    redis.call('ZADD', r, lapse, member)
+    redis.call('PEXPIRE', r, rttl)
+    if fresh[i] then
+      redis.call('HSET', c, 'w', ARGV[b])
+      redis.call('PEXPIRE', c, ARGV[b+4])
+    end
+    if ARGV[b+2] == '1' and used[i] + 1 > tonumber(ARGV[b+1]) then
+      out[#out+1] = i-1
+    end
+  end
+  return out
 end
-local out = {1}
-for i = 1, n do
-  local c, r, b = KEYS[2*i-1], KEYS[2*i], 5 + (i-1)*5
-  redis.call('ZADD', r, ARGV[3], ARGV[4])
-  redis.call('PEXPIRE', r, ARGV[5])
-  if fresh[i] then
-    redis.call('HSET', c, 'w', ARGV[b+1])
-    redis.call('PEXPIRE', c, ARGV[b+5])
-  end
-  if ARGV[b+3] == '1' and used[i] + 1 > tonumber(ARGV[b+2]) then
-    out[#out+1] = i-1
-  end
+local replies = {}
+local a, k = 5, 1
+for x = 1, tonumber(ARGV[1]) do
+  local member, n = ARGV[a], tonumber(ARGV[a+1])
+  replies[x] = reserve(k, a + 2, n, member)
+  a = a + 2 + 5*n
+  k = k + 2*n
 end
-return out
+return replies
 `)
 
 // commitScript counts the units of one or more reservations, all or none.

@@ -51,6 +51,12 @@ type Store struct {
 	mu      sync.Mutex
 	pending map[uint64][]ref
 	nextID  atomic.Uint64
+
+	batch struct {
+		mu    sync.Mutex
+		busy  bool // a batch is on its way; the next waits
+		queue []*reserveReq
+	}
 }
 
 // ref is one counter a reservation holds a unit against.
@@ -123,7 +129,9 @@ func (s *Store) keyTTL(window time.Duration) int64 {
 	return max(ttl.Milliseconds(), 1)
 }
 
-// Reserve implements state.Store.
+// Reserve implements state.Store. Reservations that arrive while another
+// batch is on its way to Redis wait for it and then go together, in one
+// script (see reserveBatch).
 func (s *Store) Reserve(ctx context.Context, counters []state.Counter, now time.Time) (state.Outcome, error) {
 	if len(counters) == 0 {
 		return state.Outcome{Admitted: true, Blocked: -1}, nil
@@ -131,26 +139,28 @@ func (s *Store) Reserve(ctx context.Context, counters []state.Counter, now time.
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
 	id := s.nextID.Add(1)
-	keys := make([]string, 0, 2*len(counters))
-	args := make([]any, 0, 5+5*len(counters))
-	args = append(args, len(counters), now.UnixMilli(), now.Add(s.resTTL).UnixMilli(), s.member(id), s.resTTL.Milliseconds())
+	r := &reserveReq{now: now, member: s.member(id), done: make(chan struct{})}
+	r.keys = make([]string, 0, 2*len(counters))
+	r.args = make([]any, 0, 2+5*len(counters))
+	r.args = append(r.args, r.member, len(counters))
 	for _, c := range counters {
-		keys = append(keys, s.counterKey(c.Key), s.reservationsKey(c.Key))
+		r.keys = append(r.keys, s.counterKey(c.Key), s.reservationsKey(c.Key))
 		soft := 0
 		if c.Soft {
 			soft = 1
 		}
-		args = append(args, int64(c.Window), c.Limit, soft, state.Oldest(now, c.Window), s.keyTTL(c.Window))
+		r.args = append(r.args, int64(c.Window), c.Limit, soft, state.Oldest(now, c.Window), s.keyTTL(c.Window))
 	}
 	for range 3 {
-		reply, err := reserveScript.Run(ctx, s.c, keys, args...).Slice()
+		reply, err := s.reserveBatch(ctx, r)
 		if err != nil {
-			return state.Outcome{}, unavailable(err)
+			return state.Outcome{}, err
 		}
 		if i, ok := rebucketAt(reply); ok {
 			if err := s.rebucket(ctx, counters[i].Key, counters[i].Window); err != nil {
 				return state.Outcome{}, err
 			}
+			r.reset()
 			continue
 		}
 		if len(reply) == 0 {
@@ -180,6 +190,125 @@ func (s *Store) Reserve(ctx context.Context, counters []state.Counter, now time.
 		return out, nil
 	}
 	return state.Outcome{}, fmt.Errorf("%w: redis: the windows of %s keep changing", state.ErrUnavailable, counters[0].Key)
+}
+
+// reserveReq is one Reserve waiting for its batch.
+type reserveReq struct {
+	now    time.Time
+	member string
+	keys   []string
+	args   []any // member, counters, then five per counter
+	reply  []any
+	err    error
+	done   chan struct{} // closed when reply or err is set
+	// abandoned is set when the caller stopped waiting: a unit the batch
+	// admits for it anyway is given back.
+	abandoned atomic.Bool
+}
+
+func (r *reserveReq) reset() {
+	r.reply, r.err = nil, nil
+	r.done = make(chan struct{})
+}
+
+// reserveBatch sends r to Redis, at once when no batch is out; otherwise r
+// waits with the others that queue meanwhile, and the batches that follow
+// go from a goroutine of their own, each with everything queued while the
+// one before was out. Under load one round trip and one script serve many
+// sessions, each request checked and counted in order, all-or-none as on
+// its own; alone, a request pays nothing for it.
+func (s *Store) reserveBatch(ctx context.Context, r *reserveReq) ([]any, error) {
+	b := &s.batch
+	b.mu.Lock()
+	if b.busy {
+		b.queue = append(b.queue, r)
+		b.mu.Unlock()
+		select {
+		case <-r.done:
+			return r.reply, r.err
+		case <-ctx.Done():
+			r.abandoned.Store(true)
+			return nil, unavailable(ctx.Err())
+		}
+	}
+	b.busy = true
+	b.mu.Unlock()
+	s.sendReserves([]*reserveReq{r})
+	b.mu.Lock()
+	if len(b.queue) == 0 {
+		b.busy = false
+		b.mu.Unlock()
+		return r.reply, r.err
+	}
+	b.mu.Unlock()
+	go s.drainReserves()
+	return r.reply, r.err
+}
+
+// drainReserves sends the queued reservations, batch after batch, until
+// none is left.
+func (s *Store) drainReserves() {
+	b := &s.batch
+	for {
+		b.mu.Lock()
+		batch := b.queue
+		b.queue = nil
+		if len(batch) == 0 {
+			b.busy = false
+			b.mu.Unlock()
+			return
+		}
+		b.mu.Unlock()
+		s.sendReserves(batch)
+	}
+}
+
+// sendReserves runs one batch and hands every request its reply.
+func (s *Store) sendReserves(batch []*reserveReq) {
+	ctx, cancel := context.WithTimeout(context.Background(), s.timeout)
+	defer cancel()
+	now := batch[0].now
+	for _, r := range batch[1:] {
+		if r.now.After(now) {
+			now = r.now
+		}
+	}
+	var keys []string
+	args := []any{len(batch), now.UnixMilli(), now.Add(s.resTTL).UnixMilli(), s.resTTL.Milliseconds()}
+	for _, r := range batch {
+		keys = append(keys, r.keys...)
+		args = append(args, r.args...)
+	}
+	replies, err := reserveScript.Run(ctx, s.c, keys, args...).Slice()
+	if err == nil && len(replies) != len(batch) {
+		err = fmt.Errorf("redis: %d replies to %d reservations", len(replies), len(batch))
+	}
+	for i, r := range batch {
+		if err != nil {
+			r.err = unavailable(err)
+		} else {
+			r.reply, _ = replies[i].([]any)
+		}
+		if r.abandoned.Load() && r.err == nil && len(r.reply) > 0 {
+			if n, _ := r.reply[0].(int64); n == 1 {
+				go s.releaseMember(r) // the caller gave up: give its unit back
+			}
+		}
+		close(r.done)
+	}
+}
+
+// releaseMember gives back a reservation its caller never learned of; if
+// Redis does not answer, it lapses.
+func (s *Store) releaseMember(r *reserveReq) {
+	ctx, cancel := context.WithTimeout(context.Background(), s.timeout)
+	defer cancel()
+	var keys []string
+	var args []any
+	for i := 1; i < len(r.keys); i += 2 {
+		keys, args = append(keys, r.keys[i]), append(args, r.member)
+	}
+	_ = releaseScript.Run(ctx, s.c, keys, args...).Err()
 }
 
 // rebucketAt reports a script's "rebucket" reply and the counter it names.
