@@ -93,43 +93,56 @@ end
 return replies
 `)
 
-// commitScript counts the units of one or more reservations, all or none.
-// KEYS are per distinct counter (hash, sorted set).
+// commitScript counts units: for each request of a batch (one message's
+// reservations), all of its units or none, the requests one after the
+// other.
 //
-//	ARGV[1] counters k; then per counter: window (ns), bucket index of now,
-//	key TTL (ms), units u, then the u reservations' members.
+//	ARGV[1] requests q; then per request: its counters k, the number of
+//	arguments that follow for it, and per counter: window (ns), bucket
+//	index of now, key TTL (ms), units u, then the u reservations'
+//	members. KEYS: per request, per counter its hash and its sorted set.
 //
-// Replies {1}, {"unknown", i} (a unit held against counter i is not held:
-// committed, released or lapsed) or {"rebucket", i}.
+// Replies one reply per request: {1}, {"unknown", i} (a unit held against
+// its counter i is not held: committed, released or lapsed) or
+// {"rebucket", i}.
 var commitScript = goredis.NewScript(`
-local k = tonumber(ARGV[1])
-local b = 2
-local spans = {}
-for i = 1, k do
-  local c, r = KEYS[2*i-1], KEYS[2*i]
-  local u = tonumber(ARGV[b+3])
-  local members = {}
-  for j = 1, u do members[j] = ARGV[b+3+j] end
-  for _, sc in ipairs(redis.call('ZMSCORE', r, unpack(members))) do
-    if not sc then return {'unknown', i-1} end
+local function commit(kk, b, k)
+  local spans = {}
+  for i = 1, k do
+    local c, r = KEYS[kk+2*i-2], KEYS[kk+2*i-1]
+    local u = tonumber(ARGV[b+3])
+    local members = {}
+    for j = 1, u do members[j] = ARGV[b+3+j] end
+    for _, sc in ipairs(redis.call('ZMSCORE', r, unpack(members))) do
+      if not sc then return {'unknown', i-1} end
+    end
+    local h = redis.call('HMGET', c, 'w', 'o')
+    if h[1] and h[1] ~= ARGV[b] then return {'rebucket', i-1} end
+    spans[i] = {b, u, members, h[1], h[2]}
+    b = b + 4 + u
   end
-  local h = redis.call('HMGET', c, 'w', 'o')
-  if h[1] and h[1] ~= ARGV[b] then return {'rebucket', i-1} end
-  spans[i] = {b, u, members, h[1], h[2]}
-  b = b + 4 + u
+  for i = 1, k do
+    local c, r = KEYS[kk+2*i-2], KEYS[kk+2*i-1]
+    local s = spans[i]
+    local at, u = s[1], s[2]
+    redis.call('ZREM', r, unpack(s[3]))
+    redis.call('HINCRBY', c, ARGV[at+1], u)
+    redis.call('HINCRBY', c, 't', u)
+    if not s[4] then redis.call('HSET', c, 'w', ARGV[at]) end
+    if not s[5] or tonumber(ARGV[at+1]) < tonumber(s[5]) then redis.call('HSET', c, 'o', ARGV[at+1]) end
+    redis.call('PEXPIRE', c, ARGV[at+2])
+  end
+  return {1}
 end
-for i = 1, k do
-  local c, r = KEYS[2*i-1], KEYS[2*i]
-  local s = spans[i]
-  local at, u = s[1], s[2]
-  redis.call('ZREM', r, unpack(s[3]))
-  redis.call('HINCRBY', c, ARGV[at+1], u)
-  redis.call('HINCRBY', c, 't', u)
-  if not s[4] then redis.call('HSET', c, 'w', ARGV[at]) end
-  if not s[5] or tonumber(ARGV[at+1]) < tonumber(s[5]) then redis.call('HSET', c, 'o', ARGV[at+1]) end
-  redis.call('PEXPIRE', c, ARGV[at+2])
+local replies = {}
+local a, kk = 2, 1
+for x = 1, tonumber(ARGV[1]) do
+  local k, n = tonumber(ARGV[a]), tonumber(ARGV[a+1])
+  replies[x] = commit(kk, a + 2, k)
+  a = a + 2 + n
+  kk = kk + 2*k
 end
-return {1}
+return replies
 `)
 
 // releaseScript gives reservations back, all or none: KEYS are the

@@ -52,11 +52,7 @@ type Store struct {
 	pending map[uint64][]ref
 	nextID  atomic.Uint64
 
-	batch struct {
-		mu    sync.Mutex
-		busy  bool // a batch is on its way; the next waits
-		queue []*reserveReq
-	}
+	reserves, commits *batcher
 }
 
 // ref is one counter a reservation holds a unit against.
@@ -89,10 +85,18 @@ func New(opts Options) (*Store, error) {
 	if _, err := rand.Read(b[:]); err != nil {
 		return nil, err
 	}
-	return &Store{
+	s := &Store{
 		c: opts.Client, p: "{" + opts.Prefix + "}:", timeout: opts.Timeout, resTTL: opts.ReservationTTL,
 		instance: hex.EncodeToString(b[:]), pending: make(map[uint64][]ref),
-	}, nil
+	}
+	s.reserves = &batcher{s: s, script: reserveScript, head: func(batch []*call) []any {
+		now := latest(batch)
+		return []any{len(batch), now.UnixMilli(), now.Add(s.resTTL).UnixMilli(), s.resTTL.Milliseconds()}
+	}}
+	s.commits = &batcher{s: s, script: commitScript, head: func(batch []*call) []any {
+		return []any{len(batch)}
+	}}
+	return s, nil
 }
 
 // Ping reports whether Redis answers.
@@ -131,7 +135,7 @@ func (s *Store) keyTTL(window time.Duration) int64 {
 
 // Reserve implements state.Store. Reservations that arrive while another
 // batch is on its way to Redis wait for it and then go together, in one
-// script (see reserveBatch).
+// script (see batcher).
 func (s *Store) Reserve(ctx context.Context, counters []state.Counter, now time.Time) (state.Outcome, error) {
 	if len(counters) == 0 {
 		return state.Outcome{Admitted: true, Blocked: -1}, nil
@@ -139,10 +143,18 @@ func (s *Store) Reserve(ctx context.Context, counters []state.Counter, now time.
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
 	id := s.nextID.Add(1)
-	r := &reserveReq{now: now, member: s.member(id), done: make(chan struct{})}
+	member := s.member(id)
+	r := newCall(now)
 	r.keys = make([]string, 0, 2*len(counters))
 	r.args = make([]any, 0, 2+5*len(counters))
-	r.args = append(r.args, r.member, len(counters))
+	r.args = append(r.args, member, len(counters))
+	r.undo = func(reply []any) {
+		if len(reply) > 0 {
+			if n, _ := reply[0].(int64); n == 1 {
+				s.releaseMembers(r.keys, member)
+			}
+		}
+	}
 	for _, c := range counters {
 		r.keys = append(r.keys, s.counterKey(c.Key), s.reservationsKey(c.Key))
 		soft := 0
@@ -152,7 +164,7 @@ func (s *Store) Reserve(ctx context.Context, counters []state.Counter, now time.
 		r.args = append(r.args, int64(c.Window), c.Limit, soft, state.Oldest(now, c.Window), s.keyTTL(c.Window))
 	}
 	for range 3 {
-		reply, err := s.reserveBatch(ctx, r)
+		reply, err := s.reserves.do(ctx, r)
 		if err != nil {
 			return state.Outcome{}, err
 		}
@@ -192,63 +204,74 @@ func (s *Store) Reserve(ctx context.Context, counters []state.Counter, now time.
 	return state.Outcome{}, fmt.Errorf("%w: redis: the windows of %s keep changing", state.ErrUnavailable, counters[0].Key)
 }
 
-// reserveReq is one Reserve waiting for its batch.
-type reserveReq struct {
-	now    time.Time
-	member string
-	keys   []string
-	args   []any // member, counters, then five per counter
-	reply  []any
-	err    error
-	done   chan struct{} // closed when reply or err is set
-	// abandoned is set when the caller stopped waiting: a unit the batch
-	// admits for it anyway is given back.
+// call is one request waiting for its batch: its keys and arguments in
+// the batch script, and the reply to it.
+type call struct {
+	now   time.Time
+	keys  []string
+	args  []any
+	reply []any
+	err   error
+	done  chan struct{} // closed when reply or err is set
+	// abandoned is set when the caller stopped waiting; undo, when set,
+	// takes back what the batch did for it anyway.
 	abandoned atomic.Bool
+	undo      func(reply []any)
 }
 
-func (r *reserveReq) reset() {
-	r.reply, r.err = nil, nil
-	r.done = make(chan struct{})
+func newCall(now time.Time) *call { return &call{now: now, done: make(chan struct{})} }
+
+func (c *call) reset() {
+	c.reply, c.err = nil, nil
+	c.done = make(chan struct{})
 }
 
-// reserveBatch sends r to Redis, at once when no batch is out; otherwise r
-// waits with the others that queue meanwhile, and the batches that follow
-// go from a goroutine of their own, each with everything queued while the
-// one before was out. Under load one round trip and one script serve many
-// sessions, each request checked and counted in order, all-or-none as on
-// its own; alone, a request pays nothing for it.
-func (s *Store) reserveBatch(ctx context.Context, r *reserveReq) ([]any, error) {
-	b := &s.batch
+// batcher sends calls to Redis, at once when no batch is out; otherwise a
+// call waits with the others that queue meanwhile, and the batches that
+// follow go from a goroutine of their own, each with everything queued
+// while the one before was out. Under load one round trip and one script
+// serve many sessions, each call checked and applied in order, all-or-none
+// as on its own; alone, a call pays nothing for it.
+type batcher struct {
+	s      *Store
+	script *goredis.Script
+	// head is the script's arguments before the calls'.
+	head func(batch []*call) []any
+
+	mu    sync.Mutex
+	busy  bool // a batch is out; the next waits
+	queue []*call
+}
+
+func (b *batcher) do(ctx context.Context, c *call) ([]any, error) {
 	b.mu.Lock()
 	if b.busy {
-		b.queue = append(b.queue, r)
+		b.queue = append(b.queue, c)
 		b.mu.Unlock()
 		select {
-		case <-r.done:
-			return r.reply, r.err
+		case <-c.done:
+			return c.reply, c.err
 		case <-ctx.Done():
-			r.abandoned.Store(true)
+			c.abandoned.Store(true)
 			return nil, unavailable(ctx.Err())
 		}
 	}
 	b.busy = true
 	b.mu.Unlock()
-	s.sendReserves([]*reserveReq{r})
+	b.send([]*call{c})
 	b.mu.Lock()
 	if len(b.queue) == 0 {
 		b.busy = false
 		b.mu.Unlock()
-		return r.reply, r.err
+		return c.reply, c.err
 	}
 	b.mu.Unlock()
-	go s.drainReserves()
-	return r.reply, r.err
+	go b.drain()
+	return c.reply, c.err
 }
 
-// drainReserves sends the queued reservations, batch after batch, until
-// none is left.
-func (s *Store) drainReserves() {
-	b := &s.batch
+// drain sends the queued calls, batch after batch, until none is left.
+func (b *batcher) drain() {
 	for {
 		b.mu.Lock()
 		batch := b.queue
@@ -259,56 +282,60 @@ func (s *Store) drainReserves() {
 			return
 		}
 		b.mu.Unlock()
-		s.sendReserves(batch)
+		b.send(batch)
 	}
 }
 
-// sendReserves runs one batch and hands every request its reply.
-func (s *Store) sendReserves(batch []*reserveReq) {
-	ctx, cancel := context.WithTimeout(context.Background(), s.timeout)
+// send runs one batch and hands every call its reply.
+func (b *batcher) send(batch []*call) {
+	ctx, cancel := context.WithTimeout(context.Background(), b.s.timeout)
 	defer cancel()
-	now := batch[0].now
-	for _, r := range batch[1:] {
-		if r.now.After(now) {
-			now = r.now
-		}
-	}
 	var keys []string
-	args := []any{len(batch), now.UnixMilli(), now.Add(s.resTTL).UnixMilli(), s.resTTL.Milliseconds()}
-	for _, r := range batch {
-		keys = append(keys, r.keys...)
-		args = append(args, r.args...)
+	args := b.head(batch)
+	for _, c := range batch {
+		keys = append(keys, c.keys...)
+		args = append(args, c.args...)
 	}
-	replies, err := reserveScript.Run(ctx, s.c, keys, args...).Slice()
+	replies, err := b.script.Run(ctx, b.s.c, keys, args...).Slice()
 	if err == nil && len(replies) != len(batch) {
-		err = fmt.Errorf("redis: %d replies to %d reservations", len(replies), len(batch))
+		err = fmt.Errorf("redis: %d replies to %d calls", len(replies), len(batch))
 	}
-	for i, r := range batch {
+	for i, c := range batch {
 		if err != nil {
-			r.err = unavailable(err)
+			c.err = unavailable(err)
 		} else {
-			r.reply, _ = replies[i].([]any)
+			c.reply, _ = replies[i].([]any)
 		}
-		if r.abandoned.Load() && r.err == nil && len(r.reply) > 0 {
-			if n, _ := r.reply[0].(int64); n == 1 {
-				go s.releaseMember(r) // the caller gave up: give its unit back
-			}
+		if c.abandoned.Load() && c.err == nil && c.undo != nil {
+			go c.undo(c.reply)
 		}
-		close(r.done)
+		close(c.done)
 	}
 }
 
-// releaseMember gives back a reservation its caller never learned of; if
-// Redis does not answer, it lapses.
-func (s *Store) releaseMember(r *reserveReq) {
+// latest is the latest time of a batch's calls.
+func latest(batch []*call) time.Time {
+	now := batch[0].now
+	for _, c := range batch[1:] {
+		if c.now.After(now) {
+			now = c.now
+		}
+	}
+	return now
+}
+
+// releaseMembers gives back a reservation its caller never learned of
+// (keys: its counters' hashes and sorted sets); if Redis does not answer,
+// it lapses.
+func (s *Store) releaseMembers(keys []string, member string) {
 	ctx, cancel := context.WithTimeout(context.Background(), s.timeout)
 	defer cancel()
-	var keys []string
+	var zs []string
 	var args []any
-	for i := 1; i < len(r.keys); i += 2 {
-		keys, args = append(keys, r.keys[i]), append(args, r.member)
+	for i := 1; i < len(keys); i += 2 {
+		zs, args = append(zs, keys[i]), append(args, member)
 	}
-	_ = releaseScript.Run(ctx, s.c, keys, args...).Err()
+	_ = releaseScript.Run(ctx, s.c, zs, args...).Err()
 }
 
 // rebucketAt reports a script's "rebucket" reply and the counter it names.
@@ -386,7 +413,8 @@ func (s *Store) Commit(ctx context.Context, r state.Reservation, now time.Time) 
 }
 
 // CommitAll implements state.Store: one script for the whole message, each
-// counter touched once however many of the message's units it counts.
+// counter touched once however many of the message's units it counts, and
+// the commits of other sessions that arrive meanwhile in the same batch.
 func (s *Store) CommitAll(ctx context.Context, rs []state.Reservation, now time.Time) error {
 	if len(rs) == 0 {
 		return nil
@@ -420,24 +448,27 @@ func (s *Store) CommitAll(ctx context.Context, rs []state.Reservation, now time.
 	// rather than lost), and a unit it did not count lapses after
 	// ReservationTTL. Nobody commits or releases them again.
 	defer s.forget(rs)
-	keys := make([]string, 0, 2*len(groups))
-	args := []any{len(groups)}
+	c := newCall(now)
+	c.keys = make([]string, 0, 2*len(groups))
+	c.args = []any{len(groups), 0}
 	for _, g := range groups {
-		keys = append(keys, s.counterKey(g.key), s.reservationsKey(g.key))
-		args = append(args, int64(g.window), state.BucketOf(now, g.window), s.keyTTL(g.window), len(g.members))
-		args = append(args, g.members...)
+		c.keys = append(c.keys, s.counterKey(g.key), s.reservationsKey(g.key))
+		c.args = append(c.args, int64(g.window), state.BucketOf(now, g.window), s.keyTTL(g.window), len(g.members))
+		c.args = append(c.args, g.members...)
 	}
+	c.args[1] = len(c.args) - 2
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
 	for range 3 {
-		reply, err := commitScript.Run(ctx, s.c, keys, args...).Slice()
+		reply, err := s.commits.do(ctx, c)
 		if err != nil {
-			return unavailable(err)
+			return err
 		}
 		if i, ok := rebucketAt(reply); ok {
 			if err := s.rebucket(ctx, groups[i].key, groups[i].window); err != nil {
 				return err
 			}
+			c.reset()
 			continue
 		}
 		if len(reply) > 0 {
