@@ -13,8 +13,9 @@
 // trip), and accepts at DATA a message that needs nothing at end of message
 // (no Microsoft recipient), so that the MTA leaves msgate out of the rest
 // of it; older MTAs get version 2 and an answer to every command. Each
-// stage's macros are asked for in the negotiation. A session keeps its connection data across the messages of one
-// connection (msgate never sends a final accept or refusal), reads the
+// stage's macros are asked for in the negotiation. A session keeps its
+// connection data across the messages of one connection (msgate never
+// sends a final accept or refusal), reads the
 // macros each stage needs as their packet arrives, gives a transaction's
 // reserved units back when the transaction is aborted or the connection
 // drops, sends the stamp header, a quarantine request and the answer at end

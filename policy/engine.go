@@ -372,8 +372,11 @@ func (e *Engine) EndOfMessage(ctx context.Context, tx *Transaction, now time.Tim
 		return d
 	}
 	d := Decision{Reason: ReasonMessageAccepted}
-	// One durable write for the whole message.
-	err := e.store.CommitAll(ctx, tx.held, now)
+	var err error
+	if len(tx.held) > 0 {
+		// One durable write for the whole message.
+		err = e.store.CommitAll(ctx, tx.held, now)
+	}
 	tx.held = tx.held[:0]
 	if err != nil {
 		// A unit that cannot be made to count must not slip through: the
