@@ -218,16 +218,37 @@ end
 return #ids
 `)
 
-// accountScript reads an account's standing in one step. KEYS[1] the
-// flags, KEYS[2] the account's complaints by time, KEYS[3] the reports;
-// ARGV[1] the account, ARGV[2] the lowest score. Replies {flag or "",
-// id, report, id, report...}.
+// accountScript reads accounts' standings, each in one step, for a batch
+// of requests. KEYS[1] the flags, KEYS[2] the reports, then per request
+// the account's complaints by time; ARGV[1] requests q, then per request
+// the account and the lowest score. Replies per request {flag or "", id,
+// report, id, report...}.
 var accountScript = goredis.NewScript(`
-local out = {redis.call('HGET', KEYS[1], ARGV[1]) or ''}
-local ids = redis.call('ZRANGEBYSCORE', KEYS[2], ARGV[2], '+inf')
-for _, id in ipairs(ids) do
-  out[#out+1] = id
-  out[#out+1] = redis.call('HGET', KEYS[3], id) or ''
+local replies = {}
+for x = 1, tonumber(ARGV[1]) do
+  local account, since = ARGV[2*x], ARGV[2*x+1]
+  local out = {redis.call('HGET', KEYS[1], account) or ''}
+  local ids = redis.call('ZRANGEBYSCORE', KEYS[2+x], since, '+inf')
+  for _, id in ipairs(ids) do
+    out[#out+1] = id
+    out[#out+1] = redis.call('HGET', KEYS[2], id) or ''
+  end
+  replies[x] = out
 end
-return out
+return replies
+`)
+
+// rememberScript records queue ids for a batch of requests. KEYS[1] the
+// id hash, KEYS[2] the ids by time; ARGV[1] requests q, then per request
+// the queue id, its record ("unix-ns account") and its score (unix µs).
+// Replies {1} per request.
+var rememberScript = goredis.NewScript(`
+local replies = {}
+for x = 1, tonumber(ARGV[1]) do
+  local a = 3*x - 1
+  redis.call('HSET', KEYS[1], ARGV[a], ARGV[a+1])
+  redis.call('ZADD', KEYS[2], ARGV[a+2], ARGV[a])
+  replies[x] = {1}
+end
+return replies
 `)

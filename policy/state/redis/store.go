@@ -52,7 +52,7 @@ type Store struct {
 	pending map[uint64][]ref
 	nextID  atomic.Uint64
 
-	reserves, commits *batcher
+	reserves, commits, accounts, remembers *batcher
 }
 
 // ref is one counter a reservation holds a unit against.
@@ -93,9 +93,10 @@ func New(opts Options) (*Store, error) {
 		now := latest(batch)
 		return []any{len(batch), now.UnixMilli(), now.Add(s.resTTL).UnixMilli(), s.resTTL.Milliseconds()}
 	}}
-	s.commits = &batcher{s: s, script: commitScript, head: func(batch []*call) []any {
-		return []any{len(batch)}
-	}}
+	count := func(batch []*call) []any { return []any{len(batch)} }
+	s.commits = &batcher{s: s, script: commitScript, head: count}
+	s.accounts = &batcher{s: s, script: accountScript, head: count, keys: []string{s.flagsKey(), s.reportsKey()}}
+	s.remembers = &batcher{s: s, script: rememberScript, head: count, keys: []string{s.attributionsKey(), s.attributionsByTimeKey()}}
 	return s, nil
 }
 
@@ -235,8 +236,10 @@ func (c *call) reset() {
 type batcher struct {
 	s      *Store
 	script *goredis.Script
-	// head is the script's arguments before the calls'.
+	// head is the script's arguments before the calls', keys its keys
+	// before theirs.
 	head func(batch []*call) []any
+	keys []string
 
 	mu    sync.Mutex
 	busy  bool // a batch is out; the next waits
@@ -290,7 +293,7 @@ func (b *batcher) drain() {
 func (b *batcher) send(batch []*call) {
 	ctx, cancel := context.WithTimeout(context.Background(), b.s.timeout)
 	defer cancel()
-	var keys []string
+	keys := slices.Clone(b.keys)
 	args := b.head(batch)
 	for _, c := range batch {
 		keys = append(keys, c.keys...)
@@ -688,14 +691,20 @@ func (s *Store) GetFlag(ctx context.Context, account string) (state.Flag, bool, 
 }
 
 // Account implements state.Store: one script, one round trip on the
-// per-message path.
+// per-message path, shared with the other sessions' that arrive meanwhile.
 func (s *Store) Account(ctx context.Context, account string, since time.Time) (state.Flag, bool, []state.Complaint, error) {
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
-	reply, err := accountScript.Run(ctx, s.c, []string{s.flagsKey(), s.accountComplaintsKey(account), s.reportsKey()},
-		account, sinceScore(since)).StringSlice()
+	c := newCall(since)
+	c.keys = []string{s.accountComplaintsKey(account)}
+	c.args = []any{account, sinceScore(since)}
+	raw, err := s.accounts.do(ctx, c)
 	if err != nil {
-		return state.Flag{}, false, nil, unavailable(err)
+		return state.Flag{}, false, nil, err
+	}
+	reply := make([]string, len(raw))
+	for i, v := range raw {
+		reply[i], _ = v.(string)
 	}
 	if len(reply) == 0 {
 		return state.Flag{}, false, nil, fmt.Errorf("%w: redis: empty reply to account", state.ErrUnavailable)
@@ -849,16 +858,15 @@ func (s *Store) forgetBefore(ctx context.Context, script *goredis.Script, keys [
 func (s *Store) attributionsKey() string       { return s.p + "queue-ids" }
 func (s *Store) attributionsByTimeKey() string { return s.p + "queue-ids-by-time" }
 
-// Remember implements state.Store.
+// Remember implements state.Store, in one batch with the other sessions'
+// that arrive meanwhile.
 func (s *Store) Remember(ctx context.Context, id, account string, at time.Time) error {
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
-	_, err := s.c.TxPipelined(ctx, func(p goredis.Pipeliner) error {
-		p.HSet(ctx, s.attributionsKey(), id, strconv.FormatInt(at.UnixNano(), 10)+" "+account)
-		p.ZAdd(ctx, s.attributionsByTimeKey(), goredis.Z{Score: float64(scoreOf(at)), Member: id})
-		return nil
-	})
-	return unavailable(err)
+	c := newCall(at)
+	c.args = []any{id, strconv.FormatInt(at.UnixNano(), 10) + " " + account, scoreOf(at)}
+	_, err := s.remembers.do(ctx, c)
+	return err
 }
 
 // Attribute implements state.Store.
