@@ -32,6 +32,94 @@ type Config struct {
 	// Feedback is the complaint loop: stamping outgoing mail and acting on
 	// complaint reports.
 	Feedback Feedback `toml:"feedback"`
+
+	// Replies is what Microsoft answers to deliveries, as Postfix reports
+	// them, does to msgate.
+	Replies Replies `toml:"replies"`
+}
+
+// Replies configures the feed of delivery outcomes and what msgate does
+// about Microsoft's block and throttle replies.
+type Replies struct {
+	// Listen is where msgate answers Postfix's smtp_delivery_status_filter
+	// socketmap lookups ("inet:127.0.0.1:8896"); empty turns the feed off.
+	Listen string `toml:"listen"`
+	// StateFile keeps the delivery state across restarts; default
+	// delivery.json beside state.path.
+	StateFile string `toml:"state_file"`
+	// PausedAction is what happens to new Microsoft mail while delivery is
+	// suspended: "defer" (451 at RCPT) or "hold" (Postfix's hold queue,
+	// released by msgate when delivery resumes).
+	PausedAction string `toml:"paused_action"`
+	// TransportFile is the Postfix transport map msgate rewrites (and
+	// compiles with Postmap) to pause queued Microsoft mail; empty leaves
+	// the queue alone.
+	TransportFile string `toml:"transport_file"`
+	// Postmap compiles TransportFile: the program and its arguments, the
+	// file's path appended ("hash:" + path).
+	Postmap []string `toml:"postmap"`
+	// OnResume runs when delivery resumes, after held mail is released:
+	// default postqueue -f, so that paused mail is tried at once.
+	OnResume []string `toml:"on_resume"`
+	// Release releases held mail by queue id: the program and its
+	// arguments, one "-H ID" pair appended per message.
+	Release []string `toml:"release"`
+	// OnEvent runs on every transition (blocked, throttled, resumed,
+	// cap_lowered) with the event as JSON on its standard input.
+	OnEvent []string `toml:"on_event"`
+	// CapFactor multiplies the effective mitigation cap on every lower_cap
+	// trigger (0 < f < 1); MinCapFactor is as low as it goes;
+	// CapRecovery is how long without one takes back one step.
+	CapFactor    float64  `toml:"cap_factor"`
+	MinCapFactor float64  `toml:"min_cap_factor"`
+	CapRecovery  Duration `toml:"cap_recovery"`
+	// Rule lists the replies msgate recognises, tried in order; a file that
+	// lists any replaces the built-in ones.
+	Rule []ReplyRule `toml:"rule"`
+}
+
+// ReplyRule is one kind of reply and what Count of them within Within do.
+type ReplyRule struct {
+	Name     string   `toml:"name" msgate:"required"`
+	Match    string   `toml:"match" msgate:"required"` // a regular expression (Go syntax) on "<status> <text>"
+	Class    string   `toml:"class" msgate:"required"` // block, throttle, connection_limit, not_reputation, success
+	Count    int      `toml:"count"`
+	Within   Duration `toml:"within"`
+	Action   string   `toml:"action"` // suspend, lower_cap or none
+	Duration Duration `toml:"duration"`
+}
+
+func (r *ReplyRule) setDefaults() {
+	r.Count, r.Within, r.Action = 1, Duration(time.Hour), "none"
+}
+
+// ReplyStateFile is where the delivery state is kept.
+func (c *Config) ReplyStateFile() string {
+	if c.Replies.StateFile != "" {
+		return c.Replies.StateFile
+	}
+	return filepath.Join(filepath.Dir(c.State.Path), "delivery.json")
+}
+
+// DefaultReplyRules are Microsoft's replies as ../notes and KumoMTA's
+// shaping rules know them: 5 block-list replies in an hour suspend
+// delivery for 2 h, 3 reputation throttles in an hour for 30 min, and
+// every throttle lowers the cap.
+func DefaultReplyRules() []ReplyRule {
+	return []ReplyRule{
+		{Name: "block_list", Class: "block", Count: 5, Within: Duration(time.Hour), Action: "suspend", Duration: Duration(2 * time.Hour),
+			Match: `\b(S3150|S3140|SC-00[1-4]|OU-00[12]|DY-00[1-2])\b|\b5\.7\.(60[6-9]|6[1-4][0-9])\b`},
+		{Name: "ip_reputation", Class: "throttle", Count: 3, Within: Duration(time.Hour), Action: "suspend", Duration: Duration(30 * time.Minute),
+			Match: `\b4\.7\.65[01]\b|\b(S3113|S3114|S775|S843|S844)\b`},
+		{Name: "ip_reputation_cap", Class: "throttle", Count: 1, Within: Duration(time.Hour), Action: "lower_cap",
+			Match: `\b4\.7\.65[01]\b|\b(S3113|S3114|S775|S843|S844)\b`},
+		{Name: "server_busy", Class: "throttle", Count: 1, Within: Duration(time.Hour), Action: "lower_cap",
+			Match: `\b4\.7\.[56][0-9][0-9]\b.*(?i:server busy)`},
+		{Name: "connection_limit", Class: "connection_limit", Count: 1, Within: Duration(time.Hour), Action: "none",
+			Match: `\bS3115\b|\b4\.7\.652\b`},
+		{Name: "not_reputation", Class: "not_reputation", Count: 1, Within: Duration(time.Hour), Action: "none",
+			Match: `\b5\.7\.(509|515)\b|\b5\.1\.1\b`},
+	}
 }
 
 // Feedback configures the stamp msgate adds to outgoing mail and what
@@ -346,6 +434,16 @@ func Default() *Config {
 				{Complaints: 1, Within: Duration(72 * time.Hour), Action: ActionDefer},
 				{Complaints: 3, Within: Duration(7 * Day), Action: ActionReject},
 			},
+		},
+		Replies: Replies{
+			PausedAction: ActionDefer,
+			Postmap:      []string{"/usr/sbin/postmap"},
+			OnResume:     []string{"/usr/sbin/postqueue", "-f"},
+			Release:      []string{"/usr/sbin/postsuper"},
+			CapFactor:    0.5,
+			MinCapFactor: 0.1,
+			CapRecovery:  Duration(Day),
+			Rule:         DefaultReplyRules(),
 		},
 		Mitigation: Mitigation{
 			DailyCap: 500,

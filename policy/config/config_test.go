@@ -159,6 +159,14 @@ func TestFull(t *testing.T) {
 				{Complaints: 5, Within: Duration(14 * Day), Action: "reject"},
 			},
 		},
+		Replies: Replies{
+			Listen: "inet:127.0.0.1:9903", StateFile: "/srv/msgate/delivery.json", PausedAction: "hold",
+			TransportFile: "/srv/msgate/transport", Postmap: []string{"/usr/sbin/postmap", "-o"},
+			OnResume: []string{"/usr/local/sbin/flush-microsoft"}, Release: []string{"/usr/sbin/postsuper"}, OnEvent: []string{"/usr/local/bin/page-admin", "--event"},
+			CapFactor: 0.8, MinCapFactor: 0.25, CapRecovery: Duration(12 * time.Hour),
+			Rule: []ReplyRule{{Name: "blocked", Match: "S3150", Class: "block", Count: 2, Within: Duration(30 * time.Minute),
+				Action: "suspend", Duration: Duration(time.Hour)}},
+		},
 	}
 	checkConfig(t, load(t, "full.toml"), want)
 }

@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"net/url"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -32,6 +33,7 @@ func (c *Config) Validate() []Problem {
 	c.Accounts.validate(&v)
 	c.Mitigation.validate(&v)
 	c.Feedback.validate(&v)
+	c.Replies.validate(&v)
 	return v.problems
 }
 
@@ -308,6 +310,8 @@ func (c *Config) normalize() {
 	c.Mitigation.Ramp = nilIfEmpty(c.Mitigation.Ramp)
 	c.Feedback.Retired = nilIfEmpty(c.Feedback.Retired)
 	c.Feedback.OnFlag = nilIfEmpty(c.Feedback.OnFlag)
+	r := &c.Replies
+	r.Postmap, r.OnResume, r.Release, r.OnEvent = nilIfEmpty(r.Postmap), nilIfEmpty(r.OnResume), nilIfEmpty(r.Release), nilIfEmpty(r.OnEvent)
 }
 
 // nilIfEmpty makes "key = []" and a missing key the same value.
@@ -404,5 +408,69 @@ func (f *Feedback) validate(v *validator) {
 			v.add(key+".within", "%s is longer than feedback.retention (%s): older complaints are forgotten", t.Within, f.Retention)
 		}
 		v.oneOf(key+".action", t.Action, ActionDefer, ActionReject)
+	}
+}
+
+func (r *Replies) validate(v *validator) {
+	if r.Listen != "" {
+		if _, _, err := ParseListen(r.Listen); err != nil {
+			v.add("replies.listen", "%v", err)
+		}
+	}
+	if r.StateFile != "" && !filepath.IsAbs(r.StateFile) {
+		v.add("replies.state_file", "must be an absolute path, not %q", r.StateFile)
+	}
+	v.oneOf("replies.paused_action", r.PausedAction, ActionDefer, ActionHold)
+	if r.TransportFile != "" && !filepath.IsAbs(r.TransportFile) {
+		v.add("replies.transport_file", "must be an absolute path, not %q", r.TransportFile)
+	}
+	for _, c := range []struct {
+		key      string
+		cmd      []string
+		required bool
+	}{{"replies.postmap", r.Postmap, r.TransportFile != ""}, {"replies.on_resume", r.OnResume, false},
+		{"replies.release", r.Release, r.PausedAction == ActionHold}, {"replies.on_event", r.OnEvent, false}} {
+		switch {
+		case len(c.cmd) == 0 && c.required:
+			v.add(c.key, "is required here: name the program as an absolute path")
+		case len(c.cmd) > 0 && !filepath.IsAbs(c.cmd[0]):
+			v.add(c.key, "the program must be an absolute path, not %q", c.cmd[0])
+		}
+	}
+	if !(r.CapFactor > 0 && r.CapFactor < 1) {
+		v.add("replies.cap_factor", "must be more than 0 and less than 1, not %v", r.CapFactor)
+	}
+	if !(r.MinCapFactor > 0 && r.MinCapFactor <= 1) {
+		v.add("replies.min_cap_factor", "must be more than 0 and at most 1, not %v", r.MinCapFactor)
+	}
+	if r.CapRecovery.D() < time.Minute {
+		v.add("replies.cap_recovery", "must be at least 1m, not %s", r.CapRecovery)
+	}
+	names := map[string]bool{}
+	for i, rule := range r.Rule {
+		key := fmt.Sprintf("replies.rule[%d]", i)
+		if !isRuleName(rule.Name) {
+			v.add(key+".name", "must be made of a-z, 0-9, _ and -, not %q", rule.Name)
+		} else if names[rule.Name] {
+			v.add(key+".name", "%q is used by an earlier rule", rule.Name)
+		}
+		names[rule.Name] = true
+		if _, err := regexp.Compile(rule.Match); err != nil {
+			v.add(key+".match", "is not a regular expression: %v", err)
+		}
+		v.oneOf(key+".class", rule.Class, "block", "throttle", "connection_limit", "not_reputation", "success")
+		v.oneOf(key+".action", rule.Action, "suspend", "lower_cap", "none")
+		if rule.Count < 1 {
+			v.add(key+".count", "must be at least 1, not %d", rule.Count)
+		}
+		if rule.Within.D() < time.Second {
+			v.add(key+".within", "must be at least 1s, not %s", rule.Within)
+		}
+		if rule.Action == "suspend" && rule.Duration.D() < time.Second {
+			v.add(key+".duration", "must be at least 1s with action suspend, not %s", rule.Duration)
+		}
+		if rule.Action != "suspend" && rule.Duration != 0 {
+			v.add(key+".duration", "only applies with action suspend")
+		}
 	}
 }
