@@ -52,6 +52,7 @@ const (
 	ReasonDuplicate       Reason = "duplicate-recipient"
 	ReasonMessageRefused  Reason = "message-refused"
 	ReasonMessageAccepted Reason = "message-accepted"
+	ReasonDeliveryPaused  Reason = "microsoft-delivery-paused"
 )
 
 // Reply is what the SMTP client is told. Text is plain words for the person
@@ -85,6 +86,9 @@ type Decision struct {
 	Err error
 	// Stamp, at end of message, is the token to add as the stamp header.
 	Stamp string
+	// QueueID, on a hold at end of message, is the MTA's id of the held
+	// message (when the MTA told it), so that it can be released.
+	QueueID string
 }
 
 // StampHeader is the header that carries the stamp.
@@ -108,6 +112,11 @@ var (
 		"This server has reached its daily volume for Microsoft-hosted mailboxes; try again later"}
 	ReplyCapReject = Reply{550, "5.7.1",
 		"This server has reached its daily volume for Microsoft-hosted mailboxes"}
+	ReplyPausedDefer = Reply{451, "4.7.1",
+		"Delivery to Microsoft-hosted mailboxes is paused on this server; try again later"}
+	// ReplyPausedHold is the quarantine reason of mail held while
+	// Microsoft delivery is paused.
+	ReplyPausedHold = Reply{Text: "msgate: delivery to Microsoft-hosted mailboxes paused"}
 	// ReplyCapHold is the quarantine reason Postfix logs for a held message.
 	ReplyCapHold = Reply{Text: "msgate: daily volume for Microsoft-hosted mailboxes reached"}
 )
@@ -151,6 +160,9 @@ func (d Decision) MarshalLogObject(enc zapcore.ObjectEncoder) error {
 	}
 	if d.Stamp != "" {
 		enc.AddBool("stamped", true)
+	}
+	if d.QueueID != "" {
+		enc.AddString("held_queue_id", d.QueueID)
 	}
 	return nil
 }

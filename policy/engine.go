@@ -135,8 +135,55 @@ func newParams(cfg Config, det Detector) *params {
 // Engine decides. It is safe for concurrent use by many sessions, and its
 // configuration can be replaced while it runs.
 type Engine struct {
-	store state.Store
-	p     atomic.Pointer[params]
+	store    state.Store
+	p        atomic.Pointer[params]
+	delivery atomic.Pointer[Delivery]
+}
+
+// Delivery is how Microsoft's own replies steer decisions: a suspension of
+// Microsoft delivery until Until, and the factor the cap is multiplied by.
+// The zero value steers nothing.
+type Delivery struct {
+	// Until ends a suspension; Mode names it for logs ("blocked",
+	// "throttled").
+	Until time.Time
+	Mode  string
+	// Hold holds new Microsoft mail while suspended; otherwise it is
+	// deferred at RCPT.
+	Hold bool
+	// CapFactor multiplies the cap (0 or 1: unchanged), and CapReason says
+	// why, for status.
+	CapFactor float64
+	CapReason string
+}
+
+// Paused reports whether Microsoft delivery is suspended at now.
+func (d Delivery) Paused(now time.Time) bool { return now.Before(d.Until) }
+
+// SetDelivery puts a delivery state in force, for transactions from their
+// next recipient.
+func (e *Engine) SetDelivery(d Delivery) { e.delivery.Store(&d) }
+
+// Delivery is the delivery state in force.
+func (e *Engine) Delivery() Delivery {
+	if d := e.delivery.Load(); d != nil {
+		return *d
+	}
+	return Delivery{}
+}
+
+// CapLimit is the cap in force at now: the configured cap (and ramp)
+// times the delivery state's factor, at least 1.
+func (e *Engine) CapLimit(now time.Time) int64 {
+	return e.capLimit(e.p.Load(), now)
+}
+
+func (e *Engine) capLimit(p *params, now time.Time) int64 {
+	l := p.cfg.Cap.LimitAt(now)
+	if d := e.delivery.Load(); d != nil && d.CapFactor > 0 && d.CapFactor < 1 {
+		l = max(int64(float64(l)*d.CapFactor), 1)
+	}
+	return l
 }
 
 // NewEngine returns an engine over a detector and a state store.
@@ -251,6 +298,20 @@ func (e *Engine) recipient(ctx context.Context, tx *Transaction, rcpt string, no
 		return d
 	}
 	tx.microsoft = true
+	if dl := e.delivery.Load(); dl != nil && dl.Paused(now) {
+		// Microsoft is refusing this server's mail: new mail waits here
+		// instead of adding to the refusals. Nothing is counted.
+		d.Reason = ReasonDeliveryPaused
+		if dl.Hold {
+			h := d
+			h.Verdict, h.Reply = Hold, ReplyPausedHold
+			tx.hold = &h
+			d.Postponed = true
+		} else {
+			d.Verdict, d.Reply = Defer, ReplyPausedDefer
+		}
+		return d
+	}
 	if !tx.standingRead {
 		// Read once per transaction: a flag set meanwhile applies from
 		// the account's next message.
@@ -290,7 +351,7 @@ func (e *Engine) recipient(ctx context.Context, tx *Transaction, rcpt string, no
 	counters, limits := tx.counters, tx.limits
 	for i, l := range limits {
 		if l.rule == nil {
-			counters[i].Limit = p.cfg.Cap.LimitAt(now)
+			counters[i].Limit = e.capLimit(p, now)
 		}
 	}
 	d.Reason = ReasonWithinLimits
@@ -366,6 +427,7 @@ func (e *Engine) EndOfMessage(ctx context.Context, tx *Transaction, now time.Tim
 		return d
 	case tx.hold != nil:
 		d := *tx.hold
+		d.QueueID = tx.Env.QueueID
 		// A held message is not sent: its units are not counted. Released
 		// with postsuper -H, it leaves uncounted.
 		e.Abort(ctx, tx)

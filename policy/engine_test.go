@@ -433,3 +433,50 @@ func TestStampAndQueueID(t *testing.T) {
 		t.Errorf("non-Microsoft queue id remembered")
 	}
 }
+
+// While Microsoft delivery is suspended, Microsoft recipients wait (defer,
+// or hold at end of message) without counting; other mail is untouched;
+// a lowered cap counts against the factor.
+func TestDeliveryPaused(t *testing.T) {
+	now := time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC)
+	cfg := policy.Config{Cap: policy.Cap{Enabled: true, Daily: 10, Window: 24 * time.Hour}}
+	store := memory.New()
+	e := policy.NewEngine(cfg, fakeDetector{}, store)
+	env := policy.Envelope{SASLLogin: "alice", QueueID: "4ABC"}
+
+	e.SetDelivery(policy.Delivery{Until: now.Add(time.Hour), Mode: "blocked"})
+	tx := e.Begin(env)
+	if d := e.Recipient(context.Background(), tx, "bob@outlook.com", now); d.Verdict != policy.Defer || d.Reason != policy.ReasonDeliveryPaused || d.Reply != policy.ReplyPausedDefer {
+		t.Fatalf("paused, defer: %+v", d)
+	}
+	if d := e.Recipient(context.Background(), tx, "carol@example.org", now); d.Verdict != policy.Accept || d.Reason != policy.ReasonNotMicrosoft {
+		t.Fatalf("other mail while paused: %+v", d)
+	}
+	e.SetDelivery(policy.Delivery{Until: now.Add(time.Hour), Mode: "blocked", Hold: true})
+	tx = e.Begin(env)
+	if d := e.Recipient(context.Background(), tx, "bob@outlook.com", now); d.Verdict != policy.Accept || !d.Postponed {
+		t.Fatalf("paused, hold, at RCPT: %+v", d)
+	}
+	if d := e.EndOfMessage(context.Background(), tx, now); d.Verdict != policy.Hold || d.Reason != policy.ReasonDeliveryPaused || d.QueueID != "4ABC" {
+		t.Fatalf("paused, hold, at end of message: %+v", d)
+	}
+	if u, _ := store.Usage(context.Background(), policy.CapKey, cfg.Cap.Window, now); u.Committed+u.Reserved != 0 {
+		t.Fatalf("paused mail counted: %+v", u)
+	}
+	// Once Until passes, mail flows and counts again, against the lowered cap.
+	e.SetDelivery(policy.Delivery{Until: now.Add(time.Hour), CapFactor: 0.25})
+	later := now.Add(time.Hour)
+	if got := e.CapLimit(later); got != 2 {
+		t.Fatalf("cap 10 x 0.25 = %d, want 2", got)
+	}
+	var verdicts []policy.Verdict
+	for i := range 3 {
+		tx := e.Begin(env)
+		d := e.Recipient(context.Background(), tx, fmt.Sprintf("r%d@outlook.com", i), later)
+		e.EndOfMessage(context.Background(), tx, later)
+		verdicts = append(verdicts, d.Verdict)
+	}
+	if fmt.Sprint(verdicts) != "[accept accept defer]" {
+		t.Fatalf("verdicts under the lowered cap: %v", verdicts)
+	}
+}

@@ -71,11 +71,19 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 		log.Error("cannot listen for the admin API", zap.String("listen", cfg.Admin.Listen), zap.Error(err))
 		return exitTempFail
 	}
+	if l := cfg.Replies.Listen; l != "" {
+		if d.feedLn, err = listen(l, 0o660); err != nil {
+			ln.Close()
+			adminLn.Close()
+			log.Error("cannot listen for Postfix's delivery status lookups", zap.String("listen", l), zap.Error(err))
+			return exitTempFail
+		}
+	}
 	log.Info("msgate serving",
 		zap.String("version", version), zap.String("config", source),
 		zap.String("milter", cfg.Milter.Listen), zap.String("admin", cfg.Admin.Listen),
 		zap.String("state", cfg.State.Backend), zap.Int("rate_rules", len(cfg.Rate)),
-		zap.Bool("cap", cfg.Mitigation.Enabled))
+		zap.Bool("cap", cfg.Mitigation.Enabled), zap.String("replies", cfg.Replies.Listen))
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
@@ -125,6 +133,10 @@ type daemon struct {
 	now     func() time.Time
 	// ingester is nil when the store cannot keep complaints.
 	ingester atomic.Pointer[feedback.Ingester]
+	// feed is what Microsoft's replies do; feedLn, when set, is where
+	// Postfix reports them.
+	feed   *deliveryFeed
+	feedLn net.Listener
 }
 
 func buildDetector(cfg *config.Config) (*detect.Detector, error) {
@@ -247,9 +259,20 @@ func newDaemon(cfg *config.Config, log *zap.Logger) (*daemon, error) {
 		WriteTimeout:    cfg.Milter.WriteTimeout.D(),
 		DecisionTimeout: cfg.Microsoft.DNSTimeout.D() + time.Second,
 	})
-	d.srv.Observe(d.metrics.Observe)
+	d.feed, err = newDeliveryFeed(cfg, log, d.engine, d.metrics, func() time.Time { return d.now() },
+		func(now time.Time) []string { return d.det.Load().MicrosoftDomains(now) })
+	if err != nil {
+		store.Close()
+		return nil, err
+	}
+	d.srv.Observe(func(stage string, dec policy.Decision, took time.Duration) {
+		d.metrics.Observe(stage, dec, took)
+		if dec.Verdict == policy.Hold && dec.Reason == policy.ReasonDeliveryPaused && dec.QueueID != "" {
+			d.feed.held(dec.QueueID)
+		}
+	})
 	d.api = &admin.Server{Engine: d.engine, Metrics: d.metrics, Now: d.now, Sessions: d.srv.Active, Log: log.Named("admin"),
-		Ingest: d.ingest}
+		Ingest: d.ingest, Delivery: d.feed.status}
 	d.setIngester(pc)
 	return d, nil
 }
@@ -303,10 +326,15 @@ func (d *daemon) apply(cfg *config.Config) error {
 		"state.backend":      cfg.State.Backend != old.State.Backend,
 		"log.format":         cfg.Log.Format != old.Log.Format,
 		"log.flush_interval": cfg.Log.FlushInterval != old.Log.FlushInterval,
+		"replies.listen":     cfg.Replies.Listen != old.Replies.Listen,
+		"replies.state_file": cfg.ReplyStateFile() != old.ReplyStateFile(),
 	} {
 		if changed {
 			d.log.Warn("reload: this setting changes only on restart", zap.String("key", key))
 		}
+	}
+	if err := d.feed.setConfig(cfg.Replies); err != nil {
+		return err
 	}
 	if lvl, err := zapcore.ParseLevel(cfg.Log.Level); err == nil {
 		d.level.SetLevel(lvl)
@@ -331,6 +359,14 @@ func (d *daemon) run(ctx context.Context, ln, adminLn net.Listener) error {
 				d.log.Error("admin API stopped", zap.Error(err))
 			}
 		}()
+	}
+	fctx, fstop := context.WithCancel(context.Background())
+	feedDone := make(chan struct{})
+	go func() { d.feed.run(fctx); close(feedDone) }()
+	defer func() { fstop(); <-feedDone }()
+	if d.feedLn != nil {
+		fs := d.feed.serveFeed(d.feedLn)
+		defer func() { d.feedLn.Close(); fs.Close() }()
 	}
 	expire := time.NewTicker(time.Minute)
 	defer expire.Stop()

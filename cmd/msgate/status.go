@@ -68,8 +68,21 @@ func runStatus(args []string, stdout, stderr io.Writer) int {
 		}
 		fmt.Fprintf(w, "Microsoft cap:\t%d of %d used in the last %s (%d in flight), action %s%s\n",
 			st.Cap.Used, st.Cap.Limit, st.Cap.Window, st.Cap.Reserved, st.Cap.Action, ramp)
+		if st.Cap.Configured != 0 {
+			fmt.Fprintf(w, "\tlowered from %d (x%.3g): %s\n", st.Cap.Configured, st.Cap.Factor, st.Cap.Why)
+		}
 	} else {
 		fmt.Fprintf(w, "Microsoft cap:\toff ([mitigation] enabled = false)\n")
+	}
+	dl := st.Delivery
+	switch {
+	case !dl.Feed:
+		fmt.Fprintf(w, "Microsoft delivery:\tnot observed ([replies] listen is off)\n")
+	case dl.State == "normal":
+		fmt.Fprintf(w, "Microsoft delivery:\tnormal\n")
+	default:
+		fmt.Fprintf(w, "Microsoft delivery:\t%s since %s until %s (rule %s; %d held, queue paused: %v)\n\tlast reply: %s\n",
+			dl.State, dl.Since.Format(time.RFC3339), dl.Until.Format(time.RFC3339), dl.Rule, dl.Held, dl.Paused, dl.Reply)
 	}
 	fmt.Fprintf(w, "Milter sessions:\t%d\n", st.Sessions)
 	var rules []string

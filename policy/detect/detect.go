@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -342,4 +343,28 @@ func (d *Detector) Stats() Stats {
 		Coalesced: d.coalesced.Load(),
 		Failures:  d.failures.Load(),
 	}
+}
+
+// MicrosoftDomains lists, sorted, every domain the detector knows to be
+// Microsoft's at now: the listed ones and those cached from MX lookups.
+func (d *Detector) MicrosoftDomains(now time.Time) []string {
+	var out []string
+	for name, res := range d.listed {
+		if res.Microsoft {
+			out = append(out, name)
+		}
+	}
+	t := now.UnixNano()
+	for i := range d.cache.shards {
+		s := &d.cache.shards[i]
+		s.mu.RLock()
+		for name, e := range s.m {
+			if e.res.Microsoft && e.expires > t {
+				out = append(out, name)
+			}
+		}
+		s.mu.RUnlock()
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
 }

@@ -31,6 +31,28 @@ type CapStatus struct {
 	Window   string `json:"window"`
 	Action   string `json:"action"`
 	RampDay  int    `json:"ramp_day,omitempty"`
+	// Configured is the cap before Microsoft's throttle replies lowered it
+	// by Factor, and Why says so; both empty when it is not lowered.
+	Configured int64   `json:"configured_limit,omitempty"`
+	Factor     float64 `json:"factor,omitempty"`
+	Why        string  `json:"why,omitempty"`
+}
+
+// DeliveryStatus is Microsoft delivery's state as Microsoft's replies
+// made it.
+type DeliveryStatus struct {
+	// Feed is false when [replies] listen is off: nothing is observed.
+	Feed  bool      `json:"feed"`
+	State string    `json:"state"` // normal, throttled or blocked
+	Since time.Time `json:"since,omitzero"`
+	Until time.Time `json:"until,omitzero"`
+	Rule  string    `json:"rule,omitempty"`
+	Reply string    `json:"reply,omitempty"`
+	// Held is how many messages wait in the hold queue for the resume.
+	Held int `json:"held,omitempty"`
+	// Paused is true while queued Microsoft mail is paused through the
+	// transport map.
+	Paused bool `json:"queue_paused,omitempty"`
 }
 
 // RuleStatus is one rate rule, with an account's use when about one.
@@ -91,6 +113,7 @@ type Status struct {
 	TopAccounts []AccountStatus `json:"top_accounts"`
 	Flagged     []Flagged       `json:"flagged"`
 	Sessions    int             `json:"sessions"`
+	Delivery    DeliveryStatus  `json:"microsoft_delivery"`
 }
 
 // Server is the admin API's HTTP handler.
@@ -99,6 +122,8 @@ type Server struct {
 	Metrics  *Metrics
 	Now      func() time.Time
 	Sessions func() int
+	// Delivery reports Microsoft delivery's state; nil reports none.
+	Delivery func() DeliveryStatus
 	Log      *zap.Logger
 	// Ingest records one complaint report; an error means it was not
 	// recorded and must be kept.
@@ -159,7 +184,11 @@ func capStatus(ctx context.Context, e *policy.Engine, now time.Time) (CapStatus,
 	c := e.Config().Cap
 	cs := CapStatus{Enabled: c.Enabled, Window: fmtDur(c.Window), Action: c.Action.String(), RampDay: c.Day(now)}
 	if c.Enabled {
-		cs.Limit = c.LimitAt(now)
+		cs.Limit = e.CapLimit(now)
+		if conf := c.LimitAt(now); conf != cs.Limit {
+			dl := e.Delivery()
+			cs.Configured, cs.Factor, cs.Why = conf, dl.CapFactor, dl.CapReason
+		}
 	}
 	u, err := e.Store().Usage(ctx, policy.CapKey, c.Window, now)
 	cs.Used, cs.Reserved = u.Committed, u.Reserved
@@ -178,7 +207,11 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 		top = n
 	}
 	cfg := s.Engine.Config()
-	st := Status{Time: now, Sessions: s.Sessions(), Rules: []RuleStatus{}, TopAccounts: []AccountStatus{}, Flagged: []Flagged{}}
+	st := Status{Time: now, Sessions: s.Sessions(), Rules: []RuleStatus{}, TopAccounts: []AccountStatus{}, Flagged: []Flagged{},
+		Delivery: DeliveryStatus{State: "normal"}}
+	if s.Delivery != nil {
+		st.Delivery = s.Delivery()
+	}
 	var err error
 	if st.Cap, err = capStatus(ctx, s.Engine, now); err != nil {
 		s.fail(w, http.StatusServiceUnavailable, err)

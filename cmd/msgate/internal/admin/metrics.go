@@ -18,6 +18,9 @@ type Metrics struct {
 	decisions *prometheus.CounterVec
 	latency   *prometheus.HistogramVec
 	sync      prometheus.Histogram
+	replies   *prometheus.CounterVec
+	delivery  prometheus.Gauge
+	capFactor prometheus.Gauge
 	// The children of decisions and latency met so far: a label set
 	// resolved once, not hashed and checked on every decision.
 	counters sync.Map // decisionLabels -> prometheus.Counter
@@ -60,7 +63,21 @@ func NewMetrics(capUsage func() (used, limit float64), det func() detect.Stats, 
 			"shares with the other commits of its batch (none with the memory backend).",
 		Buckets: []float64{.0001, .00025, .0005, .00075, .001, .002, .005, .01, .025, .1, .5, 2.5},
 	})
-	reg.MustRegister(m.decisions, m.latency, m.sync)
+	m.replies = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "msgate_delivery_replies_total",
+		Help: "Delivery outcomes Postfix reported (smtp_delivery_status_filter), by class (block, throttle, " +
+			"connection_limit, not_reputation, success, other) and the first [[replies.rule]] that matched (\"\" for none).",
+	}, []string{"class", "rule"})
+	m.delivery = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "msgate_microsoft_delivery_state",
+		Help: "Microsoft delivery: 0 normal, 1 throttled (suspended after throttle replies), 2 blocked (suspended after block replies).",
+	})
+	m.capFactor = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "msgate_cap_factor",
+		Help: "What Microsoft's throttle replies multiply the cap by now (1: not lowered).",
+	})
+	m.capFactor.Set(1)
+	reg.MustRegister(m.decisions, m.latency, m.sync, m.replies, m.delivery, m.capFactor)
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "msgate_cap_used",
 		Help: "Microsoft units counted against the server-wide cap in its window (committed and reserved).",
@@ -86,6 +103,16 @@ func NewMetrics(capUsage func() (used, limit float64), det func() detect.Stats, 
 		Help: "Open milter connections.",
 	}, func() float64 { return float64(sessions()) }))
 	return m
+}
+
+// ObserveReply counts one delivery outcome.
+func (m *Metrics) ObserveReply(class, rule string) { m.replies.WithLabelValues(class, rule).Inc() }
+
+// SetDelivery sets the delivery state gauges: mode 0 normal, 1 throttled,
+// 2 blocked.
+func (m *Metrics) SetDelivery(mode int, capFactor float64) {
+	m.delivery.Set(float64(mode))
+	m.capFactor.Set(capFactor)
 }
 
 // ObserveSync records one fdatasync of the state's log; it fits

@@ -1,0 +1,399 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/msgate/msgate/cmd/msgate/internal/admin"
+	"github.com/msgate/msgate/cmd/msgate/internal/socketmap"
+	"github.com/msgate/msgate/policy"
+	"github.com/msgate/msgate/policy/config"
+	"github.com/msgate/msgate/policy/replies"
+)
+
+// repliesConfig translates [replies] for the tracker.
+func repliesConfig(r config.Replies) (replies.Config, error) {
+	rc := replies.Config{CapFactor: r.CapFactor, MinCapFactor: r.MinCapFactor, CapRecovery: r.CapRecovery.D()}
+	for _, rule := range r.Rule {
+		re, err := regexp.Compile(rule.Match)
+		if err != nil {
+			return rc, fmt.Errorf("replies rule %q: %w", rule.Name, err)
+		}
+		class, err := replies.ParseClass(rule.Class)
+		if err != nil {
+			return rc, fmt.Errorf("replies rule %q: %w", rule.Name, err)
+		}
+		action, err := replies.ParseAction(rule.Action)
+		if err != nil {
+			return rc, fmt.Errorf("replies rule %q: %w", rule.Name, err)
+		}
+		rc.Rules = append(rc.Rules, replies.Rule{Name: rule.Name, Match: re, Class: class, Count: rule.Count,
+			Within: rule.Within.D(), Action: action, Duration: rule.Duration.D()})
+	}
+	return rc, nil
+}
+
+// savedDelivery is the delivery state file.
+type savedDelivery struct {
+	State replies.State `json:"state"`
+	// Held are the queue ids msgate put on hold while delivery was
+	// suspended, released when it resumes.
+	Held []string `json:"held,omitempty"`
+	// QueuePaused is what the transport map says now.
+	QueuePaused bool `json:"queue_paused"`
+}
+
+// deliveryFeed turns Postfix's delivery outcomes into the delivery state
+// and carries out its transitions: the engine's view, the transport map,
+// the release of held mail, on_event and the state file.
+type deliveryFeed struct {
+	log     *zap.Logger
+	engine  *policy.Engine
+	metrics *admin.Metrics
+	now     func() time.Time
+	// known lists the Microsoft domains to pause in the transport map.
+	known func(now time.Time) []string
+	path  string
+	wake  chan struct{}
+
+	mu     sync.Mutex
+	cfg    config.Replies
+	rcfg   replies.Config
+	tr     *replies.Tracker
+	saved  savedDelivery
+	events []replies.Event // for the worker
+	dirty  bool
+}
+
+func newDeliveryFeed(cfg *config.Config, log *zap.Logger, e *policy.Engine, m *admin.Metrics, now func() time.Time,
+	known func(time.Time) []string) (*deliveryFeed, error) {
+	rc, err := repliesConfig(cfg.Replies)
+	if err != nil {
+		return nil, err
+	}
+	f := &deliveryFeed{log: log.Named("delivery"), engine: e, metrics: m, now: now, known: known,
+		path: cfg.ReplyStateFile(), wake: make(chan struct{}, 1), cfg: cfg.Replies, rcfg: rc}
+	if cfg.State.Backend != config.BackendMemory {
+		if err := f.load(); err != nil {
+			return nil, err
+		}
+	}
+	f.tr = replies.NewTracker(rc, f.saved.State)
+	f.mu.Lock()
+	f.publish(now())
+	f.mu.Unlock()
+	return f, nil
+}
+
+func (f *deliveryFeed) load() error {
+	b, err := os.ReadFile(f.path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("reading the delivery state: %w", err)
+	}
+	if err := json.Unmarshal(b, &f.saved); err != nil {
+		return fmt.Errorf("the delivery state %s is damaged (move it away to start from normal): %w", f.path, err)
+	}
+	return nil
+}
+
+// setConfig puts a reloaded [replies] in force.
+func (f *deliveryFeed) setConfig(r config.Replies) error {
+	rc, err := repliesConfig(r)
+	if err != nil {
+		return err
+	}
+	f.mu.Lock()
+	f.cfg, f.rcfg = r, rc
+	f.tr.SetConfig(rc)
+	f.publish(f.now())
+	f.mu.Unlock()
+	f.poke()
+	return nil
+}
+
+func (f *deliveryFeed) poke() {
+	select {
+	case f.wake <- struct{}{}:
+	default:
+	}
+}
+
+// lookup answers one socketmap lookup: always "not found", so Postfix's
+// own handling of the delivery is unchanged.
+func (f *deliveryFeed) lookup(name, key string) socketmap.Reply {
+	now := f.now()
+	f.mu.Lock()
+	obs, evs := f.tr.Observe(key, now)
+	if len(evs) > 0 {
+		f.took(evs, now)
+	}
+	f.mu.Unlock()
+	f.metrics.ObserveReply(obs.Class.String(), obs.Rule)
+	if obs.Class != replies.ClassOther && obs.Class != replies.ClassSuccess {
+		f.log.Debug("delivery reply", zap.String("class", obs.Class.String()), zap.String("rule", obs.Rule),
+			zap.String("map", name))
+	}
+	if len(evs) > 0 {
+		f.poke()
+	}
+	return socketmap.NotFound
+}
+
+// took records transitions (f.mu held): the engine sees them at once, the
+// worker carries out the rest.
+func (f *deliveryFeed) took(evs []replies.Event, now time.Time) {
+	for _, e := range evs {
+		fields := []zap.Field{zap.String("event", string(e.Kind)), zap.String("rule", e.Rule)}
+		if !e.Until.IsZero() {
+			fields = append(fields, zap.Time("until", e.Until))
+		}
+		if e.CapFactor != 0 {
+			fields = append(fields, zap.Float64("cap_factor", e.CapFactor))
+		}
+		if e.Reply != "" {
+			fields = append(fields, zap.String("reply", e.Reply))
+		}
+		f.log.Warn("microsoft delivery", fields...)
+	}
+	f.events = append(f.events, evs...)
+	f.dirty = true
+	f.publish(now)
+}
+
+// publish puts the state in force in the engine and the gauges (f.mu held).
+func (f *deliveryFeed) publish(now time.Time) {
+	st := f.tr.State()
+	dl := policy.Delivery{Hold: f.cfg.PausedAction == config.ActionHold, CapFactor: f.tr.CapFactor(now)}
+	if st.Paused(now) {
+		dl.Until, dl.Mode = st.Until, st.Mode.String()
+	}
+	if dl.CapFactor < 1 {
+		dl.CapReason = fmt.Sprintf("Microsoft throttled this server (last at %s); every %s without a throttle takes back one step",
+			st.Lowered.UTC().Format(time.RFC3339), config.Duration(f.rcfg.CapRecovery))
+	}
+	f.engine.SetDelivery(dl)
+	f.metrics.SetDelivery(int(st.Mode), dl.CapFactor)
+}
+
+// held records a message put on hold while delivery was suspended.
+func (f *deliveryFeed) held(id string) {
+	f.mu.Lock()
+	if !slices.Contains(f.saved.Held, id) {
+		f.saved.Held = append(f.saved.Held, id)
+		f.dirty = true
+	}
+	f.mu.Unlock()
+	f.poke()
+}
+
+// status is the state for msgate status.
+func (f *deliveryFeed) status() admin.DeliveryStatus {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	st := f.tr.State()
+	ds := admin.DeliveryStatus{Feed: f.cfg.Listen != "", State: st.Mode.String(), Held: len(f.saved.Held), Paused: f.saved.QueuePaused}
+	if st.Mode != replies.Normal {
+		ds.Since, ds.Until, ds.Rule, ds.Reply = st.Since, st.Until, st.Rule, st.Reply
+	}
+	return ds
+}
+
+// run carries out transitions until ctx ends: at once when woken, and
+// every second for suspensions that end and caps that recover.
+func (f *deliveryFeed) run(ctx context.Context) {
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	f.step(ctx)
+	for {
+		select {
+		case <-ctx.Done():
+			f.step(context.Background())
+			return
+		case <-tick.C:
+		case <-f.wake:
+		}
+		f.step(ctx)
+	}
+}
+
+// step does what the state asks for now. Nothing here holds f.mu while a
+// command runs.
+func (f *deliveryFeed) step(ctx context.Context) {
+	now := f.now()
+	f.mu.Lock()
+	if evs := f.tr.Tick(now); len(evs) > 0 {
+		f.took(evs, now)
+	} else {
+		f.publish(now) // the cap recovers with time
+	}
+	evs := f.events
+	f.events = nil
+	st := f.tr.State()
+	cfg := f.cfg
+	paused := st.Paused(now)
+	resumed := !paused && len(f.saved.Held) > 0 && st.Mode == replies.Normal
+	var release []string
+	if resumed {
+		release = slices.Clone(f.saved.Held)
+	}
+	f.saved.State = st
+	dirty := f.dirty
+	f.dirty = false
+	queueWas := f.saved.QueuePaused
+	f.mu.Unlock()
+
+	if cfg.TransportFile != "" && (paused != queueWas || !fileExists(cfg.TransportFile+".db")) {
+		if err := f.writeTransport(ctx, cfg, st, paused, now); err != nil {
+			f.log.Error("cannot update the transport map; queued Microsoft mail is not paused or resumed", zap.String("file", cfg.TransportFile), zap.Error(err))
+		} else {
+			f.log.Info("transport map updated", zap.String("file", cfg.TransportFile), zap.Bool("microsoft_paused", paused))
+			f.mu.Lock()
+			f.saved.QueuePaused, dirty = paused, true
+			f.mu.Unlock()
+		}
+	}
+	if len(release) > 0 {
+		if err := f.release(ctx, cfg, release); err != nil {
+			f.log.Error("cannot release held mail; it stays held (postsuper -H by hand, or msgate retries)", zap.Int("messages", len(release)), zap.Error(err))
+		} else {
+			f.log.Info("held mail released", zap.Int("messages", len(release)))
+			f.mu.Lock()
+			f.saved.Held = slices.DeleteFunc(f.saved.Held, func(id string) bool { return slices.Contains(release, id) })
+			dirty = true
+			f.mu.Unlock()
+		}
+	}
+	for _, e := range evs {
+		if e.Kind == replies.EventResumed && len(cfg.OnResume) > 0 {
+			if err := runCommand(ctx, cfg.OnResume, nil); err != nil {
+				f.log.Warn("on_resume failed", zap.Strings("command", cfg.OnResume), zap.Error(err))
+			}
+		}
+		if len(cfg.OnEvent) > 0 {
+			b, _ := json.Marshal(e)
+			if err := runCommand(ctx, cfg.OnEvent, b); err != nil {
+				f.log.Warn("on_event failed", zap.String("event", string(e.Kind)), zap.Error(err))
+			}
+		}
+	}
+	if dirty && f.path != "" {
+		f.mu.Lock()
+		b, _ := json.MarshalIndent(f.saved, "", "  ")
+		f.mu.Unlock()
+		if err := writeFileAtomic(f.path, b); err != nil {
+			f.log.Error("cannot save the delivery state; a restart would forget it", zap.String("file", f.path), zap.Error(err))
+		}
+	}
+}
+
+// writeTransport writes the transport map and compiles it. Postfix's
+// trivial-rewrite notices the new .db and restarts by itself.
+func (f *deliveryFeed) writeTransport(ctx context.Context, cfg config.Replies, st replies.State, paused bool, now time.Time) error {
+	var b bytes.Buffer
+	b.WriteString("# Written by msgate (replies.transport_file): do not edit.\n")
+	if paused {
+		text := fmt.Sprintf("retry:4.7.1 msgate: delivery to Microsoft paused until %s (%s)",
+			st.Until.UTC().Format(time.RFC3339), st.Rule)
+		for _, d := range f.known(now) {
+			fmt.Fprintf(&b, "%s %s\n", d, text)
+		}
+	}
+	if err := writeFileAtomic(cfg.TransportFile, b.Bytes()); err != nil {
+		return err
+	}
+	return runCommand(ctx, append(slices.Clone(cfg.Postmap), "hash:"+cfg.TransportFile), nil)
+}
+
+// releaseBatch bounds the queue ids on one postsuper command line.
+const releaseBatch = 500
+
+func (f *deliveryFeed) release(ctx context.Context, cfg config.Replies, ids []string) error {
+	for len(ids) > 0 {
+		n := min(len(ids), releaseBatch)
+		args := slices.Clone(cfg.Release)
+		for _, id := range ids[:n] {
+			args = append(args, "-H", id)
+		}
+		if err := runCommand(ctx, args, nil); err != nil {
+			return err
+		}
+		ids = ids[n:]
+	}
+	return nil
+}
+
+// commandTimeout bounds every command the feed runs.
+const commandTimeout = 30 * time.Second
+
+func runCommand(ctx context.Context, argv []string, stdin []byte) error {
+	ctx, cancel := context.WithTimeout(ctx, commandTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	if stdin != nil {
+		cmd.Stdin = bytes.NewReader(stdin)
+	}
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("%s: %w: %s", argv[0], err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
+func fileExists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
+}
+
+// writeFileAtomic replaces path with b, durably.
+func writeFileAtomic(path string, b []byte) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(b); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Chmod(0o644); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
+}
+
+// serveFeed listens for Postfix's socketmap lookups.
+func (f *deliveryFeed) serveFeed(ln net.Listener) *socketmap.Server {
+	s := &socketmap.Server{Handler: f.lookup, OnError: func(err error) {
+		f.log.Warn("socketmap client broke the protocol", zap.Error(err))
+	}}
+	go s.Serve(ln)
+	return s
+}
