@@ -77,7 +77,13 @@ type deliveryFeed struct {
 	saved  savedDelivery
 	events []replies.Event // for the worker
 	dirty  bool
+	// retryTransport is when a failed transport map update is tried again.
+	retryTransport time.Time
 }
+
+// transportRetry is how long after a failed update of the transport map
+// the worker tries again.
+const transportRetry = 30 * time.Second
 
 func newDeliveryFeed(cfg *config.Config, log *zap.Logger, e *policy.Engine, m *admin.Metrics, now func() time.Time,
 	known func(time.Time) []string) (*deliveryFeed, error) {
@@ -259,10 +265,12 @@ func (f *deliveryFeed) step(ctx context.Context) {
 	queueWas := f.saved.QueuePaused
 	f.mu.Unlock()
 
-	if cfg.TransportFile != "" && (paused != queueWas || !fileExists(cfg.TransportFile+".db")) {
+	if cfg.TransportFile != "" && (paused != queueWas || !fileExists(cfg.TransportFile+".db")) && !now.Before(f.retryTransport) {
 		if err := f.writeTransport(ctx, cfg, st, paused, now); err != nil {
+			f.retryTransport = now.Add(transportRetry)
 			f.log.Error("cannot update the transport map; queued Microsoft mail is not paused or resumed", zap.String("file", cfg.TransportFile), zap.Error(err))
 		} else {
+			f.retryTransport = time.Time{}
 			f.log.Info("transport map updated", zap.String("file", cfg.TransportFile), zap.Bool("microsoft_paused", paused))
 			f.mu.Lock()
 			f.saved.QueuePaused, dirty = paused, true
@@ -303,8 +311,8 @@ func (f *deliveryFeed) step(ctx context.Context) {
 	}
 }
 
-// writeTransport writes the transport map and compiles it. Postfix's
-// trivial-rewrite notices the new .db and restarts by itself.
+// writeTransport writes the transport map, compiles it and has Postfix
+// read it (replies.reload).
 func (f *deliveryFeed) writeTransport(ctx context.Context, cfg config.Replies, st replies.State, paused bool, now time.Time) error {
 	var b bytes.Buffer
 	b.WriteString("# Written by msgate (replies.transport_file): do not edit.\n")
@@ -318,7 +326,16 @@ func (f *deliveryFeed) writeTransport(ctx context.Context, cfg config.Replies, s
 	if err := writeFileAtomic(cfg.TransportFile, b.Bytes()); err != nil {
 		return err
 	}
-	return runCommand(ctx, append(slices.Clone(cfg.Postmap), "hash:"+cfg.TransportFile), nil)
+	if err := runCommand(ctx, append(slices.Clone(cfg.Postmap), "hash:"+cfg.TransportFile), nil); err != nil {
+		return err
+	}
+	if len(cfg.Reload) > 0 {
+		if err := runCommand(ctx, cfg.Reload, nil); err != nil {
+			f.log.Warn("the transport map is written but Postfix was not reloaded: it takes effect when trivial-rewrite restarts",
+				zap.Strings("command", cfg.Reload), zap.Error(err))
+		}
+	}
+	return nil
 }
 
 // releaseBatch bounds the queue ids on one postsuper command line.

@@ -58,6 +58,9 @@ type Replies struct {
 	// Postmap compiles TransportFile: the program and its arguments, the
 	// file's path appended ("hash:" + path).
 	Postmap []string `toml:"postmap"`
+	// Reload makes Postfix read the new map at once (trivial-rewrite
+	// otherwise notices it when it next restarts).
+	Reload []string `toml:"reload"`
 	// OnResume runs when delivery resumes, after held mail is released:
 	// default postqueue -f, so that paused mail is tried at once.
 	OnResume []string `toml:"on_resume"`
@@ -438,6 +441,7 @@ func Default() *Config {
 		Replies: Replies{
 			PausedAction: ActionDefer,
 			Postmap:      []string{"/usr/sbin/postmap"},
+			Reload:       []string{"/usr/sbin/postfix", "reload"},
 			OnResume:     []string{"/usr/sbin/postqueue", "-f"},
 			Release:      []string{"/usr/sbin/postsuper"},
 			CapFactor:    0.5,

@@ -311,7 +311,8 @@ func (c *Config) normalize() {
 	c.Feedback.Retired = nilIfEmpty(c.Feedback.Retired)
 	c.Feedback.OnFlag = nilIfEmpty(c.Feedback.OnFlag)
 	r := &c.Replies
-	r.Postmap, r.OnResume, r.Release, r.OnEvent = nilIfEmpty(r.Postmap), nilIfEmpty(r.OnResume), nilIfEmpty(r.Release), nilIfEmpty(r.OnEvent)
+	r.Postmap, r.Reload, r.OnResume = nilIfEmpty(r.Postmap), nilIfEmpty(r.Reload), nilIfEmpty(r.OnResume)
+	r.Release, r.OnEvent = nilIfEmpty(r.Release), nilIfEmpty(r.OnEvent)
 }
 
 // nilIfEmpty makes "key = []" and a missing key the same value.
@@ -428,7 +429,7 @@ func (r *Replies) validate(v *validator) {
 		key      string
 		cmd      []string
 		required bool
-	}{{"replies.postmap", r.Postmap, r.TransportFile != ""}, {"replies.on_resume", r.OnResume, false},
+	}{{"replies.postmap", r.Postmap, r.TransportFile != ""}, {"replies.reload", r.Reload, false}, {"replies.on_resume", r.OnResume, false},
 		{"replies.release", r.Release, r.PausedAction == ActionHold}, {"replies.on_event", r.OnEvent, false}} {
 		switch {
 		case len(c.cmd) == 0 && c.required:

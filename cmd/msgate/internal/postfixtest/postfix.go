@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -35,8 +36,8 @@ type Options struct {
 	// to the sink. Mail for any other domain fails at once with the error
 	// transport (it never leaves the machine).
 	RelayDomains []string
-	// MainCF holds further main.cf parameters, written after (and so
-	// overriding) the ones Start sets, e.g. for SASL.
+	// MainCF holds further main.cf parameters, replacing the ones Start
+	// sets (e.g. transport_maps), e.g. for SASL.
 	MainCF map[string]string
 	// SASLUsers turns on a submission service (smtpd on 127.0.0.1:
 	// SubmissionPort that relays only for authenticated clients) with SMTP
@@ -272,7 +273,15 @@ func (p *Postfix) mainCF() [][2]string {
 	}
 	sort.Strings(keys)
 	for _, k := range keys {
-		kv = append(kv, [2]string{k, p.opts.MainCF[k]})
+		// A key set above is replaced in place: main.cf must not name a
+		// parameter twice (postconf warns, and the warning fails
+		// commands that check their output).
+		i := slices.IndexFunc(kv, func(e [2]string) bool { return e[0] == k })
+		if i >= 0 {
+			kv[i][1] = p.opts.MainCF[k]
+		} else {
+			kv = append(kv, [2]string{k, p.opts.MainCF[k]})
+		}
 	}
 	return kv
 }
