@@ -63,6 +63,11 @@ func startAdminDaemon(t *testing.T, edit func(*config.Config)) *adminDaemon {
 		t.Fatal(err)
 	}
 	a.d.source = a.configPath
+	if l := loaded.Replies.Listen; l != "" {
+		if a.d.feedLn, err = listen(l, 0o660); err != nil {
+			t.Fatal(err)
+		}
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- a.d.run(ctx, ln, aln) }()
@@ -100,6 +105,9 @@ func writeConfig(t *testing.T, path string, cfg *config.Config) {
 	}
 	if f := cfg.Feedback; f.Secret != "" {
 		fmt.Fprintf(&b, "[feedback]\nsecret = %q\n", f.Secret)
+	}
+	if r := cfg.Replies; r.Listen != "" {
+		fmt.Fprintf(&b, "[replies]\nlisten = %q\n", r.Listen)
 	}
 	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
 		t.Fatal(err)

@@ -114,7 +114,15 @@ func (f *deliveryFeed) load() error {
 		return fmt.Errorf("reading the delivery state: %w", err)
 	}
 	if err := json.Unmarshal(b, &f.saved); err != nil {
-		return fmt.Errorf("the delivery state %s is damaged (move it away to start from normal): %w", f.path, err)
+		// Refusing to start would stop every decision over a file that
+		// only steers Microsoft delivery: keep it for the admin, start
+		// from normal.
+		f.saved = savedDelivery{}
+		aside := f.path + ".damaged"
+		if rerr := os.Rename(f.path, aside); rerr != nil {
+			return fmt.Errorf("the delivery state %s is damaged (%v) and cannot be moved aside: %w", f.path, err, rerr)
+		}
+		f.log.Error("the delivery state was damaged: kept aside, starting from normal", zap.String("file", aside), zap.Error(err))
 	}
 	return nil
 }

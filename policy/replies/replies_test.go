@@ -1,6 +1,7 @@
 package replies_test
 
 import (
+	"math/rand"
 	"regexp"
 	"testing"
 	"time"
@@ -172,5 +173,41 @@ func TestResumeFromSavedState(t *testing.T) {
 	_, evs := again.Observe(blockReply, t0.Add(5*time.Second))
 	if len(evs) != 1 || evs[0].Kind != replies.EventBlocked {
 		t.Fatalf("the fifth reply after a restart: %+v", evs)
+	}
+}
+
+// Any reply text, at any time order (20,000 random cases, seeded): counts
+// bounded by their rule, a suspension always has its end, the cap factor
+// within its bounds.
+func TestObserveAnyInput(t *testing.T) {
+	cfg := defaults(t)
+	r := rand.New(rand.NewSource(1))
+	t0 := time.Date(2026, 12, 3, 0, 0, 0, 0, time.UTC)
+	samples := []string{blockReply, throttleReply, "2.0.0 250 ok"}
+	for n := 0; n < 20000; n++ {
+		b := make([]byte, r.Intn(60))
+		r.Read(b)
+		reply := string(b)
+		if n%3 == 0 {
+			reply = samples[r.Intn(len(samples))]
+		}
+		secs := r.Int63n(1<<30) - 1<<29
+		tr := replies.NewTracker(cfg, replies.State{})
+		for i := range 7 {
+			now := t0.Add(time.Duration(secs) * time.Second * time.Duration(i))
+			tr.Observe(reply, now)
+			st := tr.State()
+			for name, hits := range st.Hits {
+				if len(hits) > 5 {
+					t.Fatalf("%s holds %d hits", name, len(hits))
+				}
+			}
+			if st.Mode != replies.Normal && st.Until.IsZero() {
+				t.Fatalf("suspended without an end: %+v", st)
+			}
+			if f := tr.CapFactor(now); f < 0.1 || f > 1 {
+				t.Fatalf("cap factor %v", f)
+			}
+		}
 	}
 }

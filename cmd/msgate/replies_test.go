@@ -1,0 +1,158 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/msgate/msgate/cmd/msgate/internal/admin"
+	"github.com/msgate/msgate/cmd/msgate/internal/postfixtest"
+	"github.com/msgate/msgate/cmd/msgate/internal/socketmap"
+	"github.com/msgate/msgate/milter"
+	"github.com/msgate/msgate/policy/config"
+)
+
+const throttleKey = "4.7.650 host hotmail-com.olc.protection.outlook.com[52.101.8.42] said: 451 4.7.650 The mail server [192.0.2.25] has been temporarily rate limited due to IP reputation. For e-mail delivery information, see https://postmaster.live.com (S775) (in reply to MAIL FROM command)"
+
+// Throttle replies fed through the socketmap lower the effective cap by
+// replies.cap_factor each; status and /metrics show it; the third within
+// an hour suspends delivery (throttled), and Microsoft recipients wait.
+func TestThrottleRepliesLowerTheCap(t *testing.T) {
+	feed := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	a := startAdminDaemon(t, func(c *config.Config) {
+		capConfig(100)(c)
+		c.Replies.Listen = "inet:" + feed
+	})
+	lookup := func(key string) {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		r, err := socketmap.Lookup(ctx, "tcp", feed, "dsn", key)
+		if err != nil || r != socketmap.NotFound {
+			t.Fatalf("lookup = %q, %v; want NOTFOUND", r, err)
+		}
+	}
+	metrics := func() string {
+		t.Helper()
+		resp, err := http.Get("http://" + a.adminAddr + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return string(b)
+	}
+	status := func() admin.Status {
+		t.Helper()
+		st, err := admin.NewClient("tcp", a.adminAddr, 10*time.Second).Status(0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st
+	}
+	lookup("2.0.0 250 2.0.0 OK <x@y>")
+	lookup(throttleKey)
+	lookup(throttleKey)
+	st := status()
+	if st.Cap.Limit != 25 || st.Cap.Configured != 100 || st.Cap.Factor != 0.25 || !strings.Contains(st.Cap.Why, "throttled") {
+		t.Fatalf("cap after 2 throttles = %+v, want 25 lowered from 100", st.Cap)
+	}
+	if st.Delivery.State != "normal" || !st.Delivery.Feed {
+		t.Fatalf("delivery after 2 throttles = %+v", st.Delivery)
+	}
+	m := metrics()
+	for _, want := range []string{
+		"msgate_cap_limit 25", "msgate_cap_factor 0.25", "msgate_microsoft_delivery_state 0",
+		`msgate_delivery_replies_total{class="throttle",rule="ip_reputation"} 2`,
+		`msgate_delivery_replies_total{class="success",rule=""} 1`,
+	} {
+		if !strings.Contains(m, want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+	lookup(throttleKey)
+	if st := status(); st.Delivery.State != "throttled" || st.Delivery.Rule != "ip_reputation" || st.Cap.Limit != 12 {
+		t.Fatalf("after 3 throttles: delivery %+v, cap %+v", st.Delivery, st.Cap)
+	}
+	if m := metrics(); !strings.Contains(m, "msgate_microsoft_delivery_state 1") {
+		t.Errorf("/metrics lacks the throttled state")
+	}
+	c := dial(t, a.milterAddr)
+	got := rcptReplies(t, c, milter.Message{From: "a@example.org", Rcpts: []string{"x@outlook.com", "y@example.net"}})
+	if r := got["x@outlook.com"]; !isDefer(r) || !strings.Contains(r.Text, "paused") {
+		t.Errorf("Microsoft RCPT while throttled = %+v", r)
+	}
+	if r := got["y@example.net"]; r.Action != "continue" {
+		t.Errorf("other RCPT while throttled = %+v", r)
+	}
+}
+
+// Postfix with smtp_delivery_status_filter naming a msgate that is not
+// running delivers as usual: a socketmap that does not connect is skipped.
+func TestPostfixFeedDown(t *testing.T) {
+	postfixtest.Require(t)
+	p := postfixtest.Start(t, postfixtest.Options{
+		RelayDomains: []string{"example.org"},
+		MainCF:       map[string]string{"smtp_delivery_status_filter": fmt.Sprintf("socketmap:inet:127.0.0.1:%d:dsn", freePort(t))},
+	})
+	for i := range 3 {
+		to := []string{"dave@example.org"}
+		if _, data, err := p.Send(t, "alice@example.org", to, postfixtest.Message("alice@example.org", to, fmt.Sprintf("down-%d", i), "hi")); err != nil || !strings.HasPrefix(data, "250") {
+			t.Fatalf("send: %v %q", err, data)
+		}
+	}
+	start := time.Now()
+	p.WaitDelivered(t, func(ds []postfixtest.Delivery) bool {
+		n := 0
+		for i := range 3 {
+			n += len(postfixtest.BySubject(ds, fmt.Sprintf("down-%d", i)))
+		}
+		return n == 3
+	}, "3 messages with the status filter down")
+	t.Logf("delivered %v after the last was accepted", time.Since(start).Round(time.Millisecond))
+}
+
+// The delivery state survives a restart; a damaged state file is kept
+// aside and the daemon starts from normal.
+func TestDeliveryStateFile(t *testing.T) {
+	dir := t.TempDir()
+	cfg := config.Default()
+	cfg.State.Path = dir + "/state.db"
+	var last *daemon
+	newFeed := func() *deliveryFeed {
+		if last != nil {
+			last.close()
+		}
+		d, err := newDaemon(cfg, zap.NewNop())
+		if err != nil {
+			t.Fatal(err)
+		}
+		last = d
+		return d.feed
+	}
+	t.Cleanup(func() { last.close() })
+	f := newFeed()
+	for range 5 {
+		f.lookup("dsn", "5.7.1 host x[1.2.3.4] said: 550 5.7.1 ... on our block list (S3150)")
+	}
+	f.step(context.Background())
+	if st := newFeed().status(); st.State != "blocked" {
+		t.Fatalf("after a restart: %+v", st)
+	}
+	if err := os.WriteFile(cfg.ReplyStateFile(), []byte(`{"state": {"mode": "blo`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if st := newFeed().status(); st.State != "normal" {
+		t.Fatalf("from a damaged file: %+v", st)
+	}
+	if _, err := os.Stat(cfg.ReplyStateFile() + ".damaged"); err != nil {
+		t.Errorf("the damaged file was not kept: %v", err)
+	}
+}
