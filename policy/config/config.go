@@ -42,7 +42,7 @@ type Config struct {
 // about Microsoft's block and throttle replies.
 type Replies struct {
 	// Listen is where msgate answers Postfix's smtp_delivery_status_filter
-	// socketmap lookups ("inet:127.0.0.1:8896"); empty turns the feed off.
+	// socketmap lookups ("inet:127.0.0.1:8897"); empty turns the feed off.
 	Listen string `toml:"listen"`
 	// StateFile keeps the delivery state across restarts; default
 	// delivery.json beside state.path.
