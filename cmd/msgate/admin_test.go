@@ -106,8 +106,8 @@ func writeConfig(t *testing.T, path string, cfg *config.Config) {
 	if f := cfg.Feedback; f.Secret != "" {
 		fmt.Fprintf(&b, "[feedback]\nsecret = %q\n", f.Secret)
 	}
-	if r := cfg.Replies; r.Listen != "" {
-		fmt.Fprintf(&b, "[replies]\nlisten = %q\n", r.Listen)
+	if r := cfg.Replies; r.Listen != "" || r.LogFile != "" {
+		fmt.Fprintf(&b, "[replies]\nlisten = %q\nlog_file = %q\n", r.Listen, r.LogFile)
 	}
 	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
 		t.Fatal(err)

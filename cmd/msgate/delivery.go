@@ -19,10 +19,12 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/msgate/msgate/cmd/msgate/internal/admin"
+	"github.com/msgate/msgate/cmd/msgate/internal/maillog"
 	"github.com/msgate/msgate/cmd/msgate/internal/socketmap"
 	"github.com/msgate/msgate/policy"
 	"github.com/msgate/msgate/policy/config"
 	"github.com/msgate/msgate/policy/replies"
+	"github.com/msgate/msgate/policy/state"
 )
 
 // repliesConfig translates [replies] for the tracker.
@@ -67,8 +69,10 @@ type deliveryFeed struct {
 	now     func() time.Time
 	// known lists the Microsoft domains to pause in the transport map.
 	known func(now time.Time) []string
-	path  string
-	wake  chan struct{}
+	// attributions names the account of a queue id (log_file lines).
+	attributions state.Attributions
+	path         string
+	wake         chan struct{}
 
 	mu     sync.Mutex
 	cfg    config.Replies
@@ -152,6 +156,29 @@ func (f *deliveryFeed) poke() {
 // lookup answers one socketmap lookup: always "not found", so Postfix's
 // own handling of the delivery is unchanged.
 func (f *deliveryFeed) lookup(name, key string) socketmap.Reply {
+	f.observe(key, zap.String("map", name))
+	return socketmap.NotFound
+}
+
+// logLine takes one line of the MTA's log (replies.log_file). A block or
+// throttle reply is logged with the account that sent the message, when
+// msgate remembers its queue id.
+func (f *deliveryFeed) logLine(ctx context.Context, line string) {
+	e, ok := maillog.ParseLine(line)
+	if !ok {
+		return
+	}
+	fields := []zap.Field{zap.String("queue_id", e.QueueID)}
+	if f.attributions != nil && !strings.HasPrefix(e.DSN, "2.") {
+		if account, _, found, err := f.attributions.Attribute(ctx, e.QueueID); err == nil && found {
+			fields = append(fields, zap.String("account", account))
+		}
+	}
+	f.observe(e.Key(), fields...)
+}
+
+// observe counts one outcome ("<enhanced status> <text>").
+func (f *deliveryFeed) observe(key string, fields ...zap.Field) {
 	now := f.now()
 	f.mu.Lock()
 	obs, evs := f.tr.Observe(key, now)
@@ -160,14 +187,15 @@ func (f *deliveryFeed) lookup(name, key string) socketmap.Reply {
 	}
 	f.mu.Unlock()
 	f.metrics.ObserveReply(obs.Class.String(), obs.Rule)
-	if obs.Class != replies.ClassOther && obs.Class != replies.ClassSuccess {
-		f.log.Debug("delivery reply", zap.String("class", obs.Class.String()), zap.String("rule", obs.Rule),
-			zap.String("map", name))
+	switch obs.Class {
+	case replies.ClassBlock, replies.ClassThrottle:
+		f.log.Info("microsoft reply", append(fields, zap.String("class", obs.Class.String()), zap.String("rule", obs.Rule))...)
+	case replies.ClassConnLimit, replies.ClassNotReputation:
+		f.log.Debug("microsoft reply", append(fields, zap.String("class", obs.Class.String()), zap.String("rule", obs.Rule))...)
 	}
 	if len(evs) > 0 {
 		f.poke()
 	}
-	return socketmap.NotFound
 }
 
 // took records transitions (f.mu held): the engine sees them at once, the
@@ -222,7 +250,7 @@ func (f *deliveryFeed) status() admin.DeliveryStatus {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	st := f.tr.State()
-	ds := admin.DeliveryStatus{Feed: f.cfg.Listen != "", State: st.Mode.String(), Held: len(f.saved.Held), Paused: f.saved.QueuePaused}
+	ds := admin.DeliveryStatus{Feed: f.cfg.Listen != "" || f.cfg.LogFile != "", State: st.Mode.String(), Held: len(f.saved.Held), Paused: f.saved.QueuePaused}
 	if st.Mode != replies.Normal {
 		ds.Since, ds.Until, ds.Rule, ds.Reply = st.Since, st.Until, st.Rule, st.Reply
 	}
@@ -412,6 +440,13 @@ func writeFileAtomic(path string, b []byte) error {
 		return err
 	}
 	return os.Rename(tmp.Name(), path)
+}
+
+// followLog reads replies.log_file until ctx ends.
+func (f *deliveryFeed) followLog(ctx context.Context, path string) {
+	maillog.Follow(ctx, path, 250*time.Millisecond, func(line string) { f.logLine(ctx, line) }, func(err error) {
+		f.log.Warn("cannot read the mail log", zap.String("file", path), zap.Error(err))
+	})
 }
 
 // serveFeed listens for Postfix's socketmap lookups.

@@ -156,3 +156,44 @@ func TestDeliveryStateFile(t *testing.T) {
 		t.Errorf("the damaged file was not kept: %v", err)
 	}
 }
+
+// Following a mail log instead of the socketmap: five block-list bounces
+// as Postfix logs them block delivery.
+func TestLogFileFeed(t *testing.T) {
+	logFile := t.TempDir() + "/mail.log"
+	if err := os.WriteFile(logFile, []byte("Dec  3 11:00:00 mx postfix/smtp[1]: OLD1: to=<x@outlook.com>, relay=r, dsn=5.7.1, status=bounced (host h said: 550 5.7.1 (S3150))\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	a := startAdminDaemon(t, func(c *config.Config) { c.Replies.LogFile = logFile })
+	status := func() admin.Status {
+		t.Helper()
+		st, err := admin.NewClient("tcp", a.adminAddr, 10*time.Second).Status(0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st
+	}
+	time.Sleep(300 * time.Millisecond) // the follower has opened the log at its end
+	f, err := os.OpenFile(logFile, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 4 {
+		fmt.Fprintf(f, "Dec  3 12:00:0%d mx postfix/smtp[2]: Q%d: to=<bob@outlook.com>, relay=hotmail-com.olc.protection.outlook.com[52.101.8.42]:25, delay=1, delays=0/0/0/1, dsn=5.7.1, status=bounced (host hotmail-com.olc.protection.outlook.com[52.101.8.42] said: 550 5.7.1 Unfortunately, messages from [192.0.2.25] weren't sent. Please contact your Internet service provider since part of their network is on our block list (S3150). (in reply to MAIL FROM command))\n", i, i)
+	}
+	f.Close()
+	time.Sleep(600 * time.Millisecond)
+	// The line from before msgate started does not count: four are not five.
+	if st := status(); st.Delivery.State != "normal" || !st.Delivery.Feed {
+		t.Fatalf("after 4 new lines: %+v", st.Delivery)
+	}
+	f, _ = os.OpenFile(logFile, os.O_APPEND|os.O_WRONLY, 0)
+	fmt.Fprintln(f, "Dec  3 12:00:09 mx postfix/smtp[2]: Q9: to=<bob@outlook.com>, relay=r, dsn=5.7.1, status=bounced (host h said: 550 5.7.1 on our block list (S3150). (in reply to MAIL FROM command))")
+	f.Close()
+	for i := 0; status().Delivery.State != "blocked"; i++ {
+		if i > 100 {
+			t.Fatalf("not blocked after the fifth line: %+v", status().Delivery)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}

@@ -265,6 +265,7 @@ func newDaemon(cfg *config.Config, log *zap.Logger) (*daemon, error) {
 		store.Close()
 		return nil, err
 	}
+	d.feed.attributions = store
 	d.srv.Observe(func(stage string, dec policy.Decision, took time.Duration) {
 		d.metrics.Observe(stage, dec, took)
 		if dec.Verdict == policy.Hold && dec.Reason == policy.ReasonDeliveryPaused && dec.QueueID != "" {
@@ -327,6 +328,7 @@ func (d *daemon) apply(cfg *config.Config) error {
 		"log.format":         cfg.Log.Format != old.Log.Format,
 		"log.flush_interval": cfg.Log.FlushInterval != old.Log.FlushInterval,
 		"replies.listen":     cfg.Replies.Listen != old.Replies.Listen,
+		"replies.log_file":   cfg.Replies.LogFile != old.Replies.LogFile,
 		"replies.state_file": cfg.ReplyStateFile() != old.ReplyStateFile(),
 	} {
 		if changed {
@@ -364,6 +366,11 @@ func (d *daemon) run(ctx context.Context, ln, adminLn net.Listener) error {
 	feedDone := make(chan struct{})
 	go func() { d.feed.run(fctx); close(feedDone) }()
 	defer func() { fstop(); <-feedDone }()
+	if path := d.cfg.Load().Replies.LogFile; path != "" {
+		logDone := make(chan struct{})
+		go func() { d.feed.followLog(fctx, path); close(logDone) }()
+		defer func() { fstop(); <-logDone }()
+	}
 	if d.feedLn != nil {
 		fs := d.feed.serveFeed(d.feedLn)
 		defer func() { d.feedLn.Close(); fs.Close() }()

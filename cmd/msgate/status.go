@@ -77,7 +77,7 @@ func runStatus(args []string, stdout, stderr io.Writer) int {
 	dl := st.Delivery
 	switch {
 	case !dl.Feed:
-		fmt.Fprintf(w, "Microsoft delivery:\tnot observed ([replies] listen is off)\n")
+		fmt.Fprintf(w, "Microsoft delivery:\tnot observed (set [replies] listen or log_file)\n")
 	case dl.State == "normal":
 		fmt.Fprintf(w, "Microsoft delivery:\tnormal\n")
 	default:

@@ -44,6 +44,9 @@ type Replies struct {
 	// Listen is where msgate answers Postfix's smtp_delivery_status_filter
 	// socketmap lookups ("inet:127.0.0.1:8897"); empty turns the feed off.
 	Listen string `toml:"listen"`
+	// LogFile is an MTA log to follow for delivery outcomes instead
+	// (Sendmail's, or Postfix's maillog_file); empty turns it off.
+	LogFile string `toml:"log_file"`
 	// StateFile keeps the delivery state across restarts; default
 	// delivery.json beside state.path.
 	StateFile string `toml:"state_file"`

@@ -160,7 +160,7 @@ func TestFull(t *testing.T) {
 			},
 		},
 		Replies: Replies{
-			Listen: "inet:127.0.0.1:9903", StateFile: "/srv/msgate/delivery.json", PausedAction: "hold",
+			LogFile: "/var/log/mail.log", StateFile: "/srv/msgate/delivery.json", PausedAction: "hold",
 			TransportFile: "/srv/msgate/transport", Postmap: []string{"/usr/sbin/postmap", "-o"},
 			Reload:   []string{"/usr/bin/sudo", "/usr/sbin/postfix", "reload"},
 			OnResume: []string{"/usr/local/sbin/flush-microsoft"}, Release: []string{"/usr/sbin/postsuper"}, OnEvent: []string{"/usr/local/bin/page-admin", "--event"},

@@ -418,6 +418,12 @@ func (r *Replies) validate(v *validator) {
 			v.add("replies.listen", "%v", err)
 		}
 	}
+	if r.LogFile != "" && !filepath.IsAbs(r.LogFile) {
+		v.add("replies.log_file", "must be an absolute path, not %q", r.LogFile)
+	}
+	if r.LogFile != "" && r.Listen != "" {
+		v.add("replies.log_file", "set replies.listen or replies.log_file, not both: every outcome would count twice")
+	}
 	if r.StateFile != "" && !filepath.IsAbs(r.StateFile) {
 		v.add("replies.state_file", "must be an absolute path, not %q", r.StateFile)
 	}
