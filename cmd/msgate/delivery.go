@@ -97,10 +97,10 @@ func newDeliveryFeed(cfg *config.Config, log *zap.Logger, e *policy.Engine, m *a
 	}
 	f := &deliveryFeed{log: log.Named("delivery"), engine: e, metrics: m, now: now, known: known,
 		path: cfg.ReplyStateFile(), wake: make(chan struct{}, 1), cfg: cfg.Replies, rcfg: rc}
-	if cfg.State.Backend != config.BackendMemory {
-		if err := f.load(); err != nil {
-			return nil, err
-		}
+	if cfg.State.Backend == config.BackendMemory {
+		f.path = "" // nothing is kept on the memory backend
+	} else if err := f.load(); err != nil {
+		return nil, err
 	}
 	f.tr = replies.NewTracker(rc, f.saved.State)
 	f.mu.Lock()
