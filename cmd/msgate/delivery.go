@@ -29,7 +29,7 @@ import (
 
 // repliesConfig translates [replies] for the tracker.
 func repliesConfig(r config.Replies) (replies.Config, error) {
-	rc := replies.Config{CapFactor: r.CapFactor, MinCapFactor: r.MinCapFactor, CapRecovery: r.CapRecovery.D()}
+	rc := replies.Config{CapFactor: r.CapFactor, MinCapFactor: r.MinCapFactor, CapRecovery: r.CapRecovery.D(), Probation: r.Probation.D()}
 	for _, rule := range r.Rule {
 		re, err := regexp.Compile(rule.Match)
 		if err != nil {
@@ -290,7 +290,8 @@ func (f *deliveryFeed) step(ctx context.Context) {
 	st := f.tr.State()
 	cfg := f.cfg
 	paused := st.Paused(now)
-	resumed := !paused && len(f.saved.Held) > 0 && st.Mode == replies.Normal
+	// Held mail goes once delivery resumed and its probation passed.
+	resumed := !paused && len(f.saved.Held) > 0 && st.Mode == replies.Normal && !st.OnProbation(now)
 	var release []string
 	if resumed {
 		release = slices.Clone(f.saved.Held)

@@ -191,6 +191,7 @@ resolver = %q
 [replies]
 listen = "inet:127.0.0.1:%d"
 on_event = ["/bin/sh", "-c", "cat >> %s; echo >> %s"]
+probation = "2s"
 `, ns.Addr, feed, events, events)
 	const sinkPort = 2526
 	transportMaps := fmt.Sprintf("inline:{ outlook.com=smtp:[127.0.0.1]:%s, example.org=smtp:[127.0.0.1]:%d }", mx.port(), sinkPort)

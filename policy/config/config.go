@@ -79,6 +79,9 @@ type Replies struct {
 	CapFactor    float64  `toml:"cap_factor"`
 	MinCapFactor float64  `toml:"min_cap_factor"`
 	CapRecovery  Duration `toml:"cap_recovery"`
+	// Probation follows a suspension: one reply of the rule that
+	// suspended delivery suspends it again; held mail is released after it.
+	Probation Duration `toml:"probation"`
 	// Rule lists the replies msgate recognises, tried in order; a file that
 	// lists any replaces the built-in ones.
 	Rule []ReplyRule `toml:"rule"`
@@ -450,6 +453,7 @@ func Default() *Config {
 			CapFactor:    0.5,
 			MinCapFactor: 0.1,
 			CapRecovery:  Duration(Day),
+			Probation:    Duration(10 * time.Minute),
 			Rule:         DefaultReplyRules(),
 		},
 		Mitigation: Mitigation{

@@ -164,7 +164,7 @@ func TestFull(t *testing.T) {
 			TransportFile: "/srv/msgate/transport", Postmap: []string{"/usr/sbin/postmap", "-o"},
 			Reload:   []string{"/usr/bin/sudo", "/usr/sbin/postfix", "reload"},
 			OnResume: []string{"/usr/local/sbin/flush-microsoft"}, Release: []string{"/usr/sbin/postsuper"}, OnEvent: []string{"/usr/local/bin/page-admin", "--event"},
-			CapFactor: 0.8, MinCapFactor: 0.25, CapRecovery: Duration(12 * time.Hour),
+			CapFactor: 0.8, MinCapFactor: 0.25, CapRecovery: Duration(12 * time.Hour), Probation: Duration(30 * time.Minute),
 			Rule: []ReplyRule{{Name: "blocked", Match: "S3150", Class: "block", Count: 2, Within: Duration(30 * time.Minute),
 				Action: "suspend", Duration: Duration(time.Hour)}},
 		},

@@ -450,6 +450,7 @@ func (r *Replies) validate(v *validator) {
 	if !(r.MinCapFactor > 0 && r.MinCapFactor <= 1) {
 		v.add("replies.min_cap_factor", "must be more than 0 and at most 1, not %v", r.MinCapFactor)
 	}
+	v.notNegative("replies.probation", r.Probation)
 	if r.CapRecovery.D() < time.Minute {
 		v.add("replies.cap_recovery", "must be at least 1m, not %s", r.CapRecovery)
 	}

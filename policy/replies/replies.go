@@ -78,6 +78,10 @@ type Config struct {
 	// CapRecovery is how long without a lower_cap trigger divides the
 	// reduction back by one CapFactor step, up to no reduction.
 	CapRecovery time.Duration
+	// Probation follows a suspension: the mail that resumes is the probe,
+	// and one reply of the rule that suspended delivery suspends it again
+	// at once. Mail held during the suspension waits until it passes.
+	Probation time.Duration
 }
 
 // Mode is the state of Microsoft delivery.
@@ -124,6 +128,15 @@ type State struct {
 	Lowered time.Time `json:"cap_lowered,omitzero"`
 	// Hits are the recent matches per rule name, oldest first.
 	Hits map[string][]time.Time `json:"hits,omitempty"`
+	// ProbationUntil ends the probation after a suspension of
+	// ProbationRule.
+	ProbationUntil time.Time `json:"probation_until,omitzero"`
+	ProbationRule  string    `json:"probation_rule,omitempty"`
+}
+
+// OnProbation reports whether delivery resumed lately and is on probation.
+func (s State) OnProbation(now time.Time) bool {
+	return s.Mode == Normal && now.Before(s.ProbationUntil)
 }
 
 // Paused reports whether Microsoft delivery is suspended at now.
@@ -235,7 +248,8 @@ func (t *Tracker) count(r *Rule, text string, now time.Time, evs []Event) []Even
 		hits = hits[len(hits)-max(r.Count, 1):]
 	}
 	t.st.Hits[r.Name] = hits
-	if r.Action == ActionNone || len(hits) < max(r.Count, 1) {
+	probe := r.Action == ActionSuspend && r.Name == t.st.ProbationRule && t.st.OnProbation(now)
+	if r.Action == ActionNone || (len(hits) < max(r.Count, 1) && !probe) {
 		return evs
 	}
 	// A trigger starts the count again: the next takes Count more.
@@ -256,6 +270,7 @@ func (t *Tracker) count(r *Rule, text string, now time.Time, evs []Event) []Even
 			since = t.st.Since
 		}
 		t.st.Mode, t.st.Since, t.st.Until, t.st.Rule, t.st.Reply = mode, since, until, r.Name, text
+		t.st.ProbationUntil, t.st.ProbationRule = time.Time{}, ""
 		evs = append(evs, Event{Kind: kind, At: now, Rule: r.Name, Reply: text, Until: until})
 	case ActionLowerCap:
 		f := max(t.CapFactor(now)*t.cfg.CapFactor, t.cfg.MinCapFactor)
@@ -269,7 +284,8 @@ func (t *Tracker) count(r *Rule, text string, now time.Time, evs []Event) []Even
 func (t *Tracker) Tick(now time.Time) []Event {
 	var evs []Event
 	if t.st.Mode != Normal && !now.Before(t.st.Until) {
-		evs = append(evs, Event{Kind: EventResumed, At: now, Rule: t.st.Rule})
+		evs = append(evs, Event{Kind: EventResumed, At: now, Rule: t.st.Rule, Until: now.Add(t.cfg.Probation)})
+		t.st.ProbationUntil, t.st.ProbationRule = now.Add(t.cfg.Probation), t.st.Rule
 		t.st.Mode, t.st.Since, t.st.Until, t.st.Rule, t.st.Reply = Normal, time.Time{}, time.Time{}, "", ""
 	}
 	for name, hits := range t.st.Hits {

@@ -26,7 +26,7 @@ func defaults(t testing.TB) replies.Config {
 		cfg.Rules = append(cfg.Rules, replies.Rule{Name: r.Name, Match: regexp.MustCompile(r.Match), Class: class,
 			Count: r.Count, Within: r.Within.D(), Action: action, Duration: r.Duration.D()})
 	}
-	cfg.CapFactor, cfg.MinCapFactor, cfg.CapRecovery = 0.5, 0.1, 24*time.Hour
+	cfg.CapFactor, cfg.MinCapFactor, cfg.CapRecovery, cfg.Probation = 0.5, 0.1, 24*time.Hour, 10*time.Minute
 	return cfg
 }
 
@@ -115,6 +115,37 @@ func TestBlockAfterFiveInAnHour(t *testing.T) {
 	}
 	if evs := tr.Tick(now.Add(3 * time.Hour)); len(evs) != 0 {
 		t.Fatalf("resumed twice: %v", evs)
+	}
+}
+
+// After a suspension, one reply of its rule within the probation suspends
+// again; after the probation it takes Count again.
+func TestProbation(t *testing.T) {
+	t0 := time.Date(2026, 12, 3, 10, 0, 0, 0, time.UTC)
+	block := func(tr *replies.Tracker, at time.Time) []replies.Event {
+		_, evs := tr.Observe(blockReply, at)
+		return evs
+	}
+	tr := replies.NewTracker(defaults(t), replies.State{})
+	for i := range 5 {
+		block(tr, t0.Add(time.Duration(i)*time.Second))
+	}
+	resumeAt := t0.Add(2*time.Hour + 4*time.Second)
+	evs := tr.Tick(resumeAt)
+	if len(evs) != 1 || evs[0].Kind != replies.EventResumed || !evs[0].Until.Equal(resumeAt.Add(10*time.Minute)) {
+		t.Fatalf("resume: %+v", evs)
+	}
+	if st := tr.State(); !st.OnProbation(resumeAt) || st.OnProbation(resumeAt.Add(10*time.Minute)) {
+		t.Fatalf("probation: %+v", st)
+	}
+	if evs := block(tr, resumeAt.Add(time.Minute)); len(evs) != 1 || evs[0].Kind != replies.EventBlocked {
+		t.Fatalf("one block reply on probation: %+v", evs)
+	}
+	// Resumed again, and the probation passes: one reply is one again.
+	again := resumeAt.Add(time.Minute + 2*time.Hour)
+	tr.Tick(again)
+	if evs := block(tr, again.Add(11*time.Minute)); len(evs) != 0 {
+		t.Fatalf("one block reply after the probation: %+v", evs)
 	}
 }
 
