@@ -41,7 +41,8 @@ type CapStatus struct {
 // DeliveryStatus is Microsoft delivery's state as Microsoft's replies
 // made it.
 type DeliveryStatus struct {
-	// Feed is false when [replies] listen is off: nothing is observed.
+	// Feed is false when neither [replies] listen nor log_file is set:
+	// nothing is observed.
 	Feed  bool      `json:"feed"`
 	State string    `json:"state"` // normal, throttled or blocked
 	Since time.Time `json:"since,omitzero"`
