@@ -4,9 +4,11 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -195,5 +197,125 @@ func TestLogFileFeed(t *testing.T) {
 			t.Fatalf("not blocked after the fifth line: %+v", status().Delivery)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// A msgate that accepts the socketmap connection and never answers (hung,
+// e.g. stopped with SIGSTOP) holds each delivery for Postfix's socketmap
+// timeout (100s), and then Postfix delivers: the documented bound.
+func TestPostfixFeedHung(t *testing.T) {
+	postfixtest.Require(t)
+	if testing.Short() {
+		t.Skip("waits for Postfix's 100s socketmap timeout")
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var held []net.Conn
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			held = append(held, c) // read nothing, answer nothing
+			mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		for _, c := range held {
+			c.Close()
+		}
+		mu.Unlock()
+	})
+	p := postfixtest.Start(t, postfixtest.Options{
+		RelayDomains: []string{"example.org"},
+		MainCF:       map[string]string{"smtp_delivery_status_filter": "socketmap:inet:" + ln.Addr().String() + ":dsn"},
+	})
+	to := []string{"dave@example.org"}
+	if _, data, err := p.Send(t, "alice@example.org", to, postfixtest.Message("alice@example.org", to, "hung-1", "hi")); err != nil || !strings.HasPrefix(data, "250") {
+		t.Fatalf("send: %v %q", err, data)
+	}
+	// The sink has the message at once; Postfix records the outcome (and
+	// removes the queue file) once the lookup gives up.
+	start := time.Now()
+	for {
+		if len(postfixtest.BySubject(p.Delivered(t), "hung-1")) == 1 && strings.Contains(p.Log(t), "status=sent") {
+			break
+		}
+		if time.Since(start) > 200*time.Second {
+			t.Fatalf("not delivered after %v with the status filter hung; postfix log:\n%s", time.Since(start), p.Log(t))
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	t.Logf("with the status filter hung, Postfix recorded the delivery %v after it was accepted", time.Since(start).Round(time.Second))
+	if n := len(postfixtest.BySubject(p.Delivered(t), "hung-1")); n != 1 {
+		t.Errorf("delivered %d times", n)
+	}
+	for i := 0; len(p.Queue(t)) != 0; i++ {
+		if i > 40 {
+			t.Fatalf("left in the queue: %+v", p.Queue(t))
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+}
+
+// Throttle replies from the scripted MX, through Postfix's status filter,
+// lower the effective cap; status and /metrics show it.
+func TestPostfixThrottleLowersCap(t *testing.T) {
+	postfixtest.Require(t)
+	mx := startFakeMX(t, map[string]string{
+		"bob@outlook.com": "451 4.7.650 The mail server [127.0.0.1] has been temporarily rate limited due to IP reputation. For e-mail delivery information, see https://postmaster.live.com (S775)",
+	})
+	feed := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	a := startAdminDaemon(t, func(c *config.Config) {
+		capConfig(400)(c)
+		c.Replies.Listen = "inet:" + feed
+	})
+	const sinkPort = 2526
+	p := postfixtest.Start(t, postfixtest.Options{
+		MilterAddr: "inet:" + a.milterAddr,
+		SinkPort:   sinkPort,
+		MainCF: map[string]string{
+			"transport_maps":              fmt.Sprintf("inline:{ outlook.com=smtp:[127.0.0.1]:%s }", mx.port()),
+			"smtp_delivery_status_filter": "socketmap:inet:" + feed + ":dsn",
+		},
+	})
+	to := []string{"bob@outlook.com"}
+	if _, data, err := p.Send(t, "alice@example.org", to, postfixtest.Message("alice@example.org", to, "throttled-1", "hi")); err != nil || !strings.HasPrefix(data, "250") {
+		t.Fatalf("send: %v %q", err, data)
+	}
+	p.WaitLog(t, "rate limited due to IP reputation", "the MX's throttle reply")
+	var st admin.Status
+	for i := 0; ; i++ {
+		var err error
+		if st, err = admin.NewClient("tcp", a.adminAddr, 10*time.Second).Status(0); err != nil {
+			t.Fatal(err)
+		}
+		if st.Cap.Limit < 400 {
+			break
+		}
+		if i > 200 {
+			t.Fatalf("cap not lowered: %+v", st.Cap)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if st.Cap.Configured != 400 || st.Cap.Limit != int64(400*st.Cap.Factor) || st.Cap.Why == "" {
+		t.Errorf("status cap = %+v", st.Cap)
+	}
+	resp, err := http.Get("http://" + a.adminAddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if !strings.Contains(string(b), `msgate_delivery_replies_total{class="throttle",rule="ip_reputation"}`) ||
+		strings.Contains(string(b), "msgate_cap_factor 1\n") {
+		t.Errorf("/metrics: no throttle counted or the factor not lowered")
 	}
 }
