@@ -16,6 +16,8 @@
 #   msgate-unix      the same on a unix socket instead of loopback TCP
 #   msgate-nostamp   the same without [feedback] secret (no header added)
 #   msgate-memory    msgate on the memory backend (not durable), stamping on
+#   msgate-redis     msgate on the redis backend, a redis-server of its own on
+#                    loopback (not in the default list: PFBENCH_SERVERS)
 # Every msgate runs two rate rules and the Microsoft cap, far above the
 # load, and logs at info. Postfix relays every message (one recipient, at
 # outlook.com: a Microsoft recipient, counted, committed and stamped) to
@@ -79,8 +81,8 @@ for n in "$messages" "$reps" "$size" "${sessions_list[@]}"; do
 done
 for s in "${servers[@]}"; do
 	case $s in
-	postfix | null | msgate | msgate-unix | msgate-nostamp | msgate-memory) ;;
-	*) echo "postfix-bench: PFBENCH_SERVERS: unknown server $s (postfix null msgate msgate-unix msgate-nostamp msgate-memory)" >&2; exit 2 ;;
+	postfix | null | msgate | msgate-unix | msgate-nostamp | msgate-memory | msgate-redis) ;;
+	*) echo "postfix-bench: PFBENCH_SERVERS: unknown server $s (postfix null msgate msgate-unix msgate-nostamp msgate-memory msgate-redis)" >&2; exit 2 ;;
 	esac
 done
 if [ "$(id -u)" -ne 0 ]; then
@@ -181,6 +183,7 @@ format = "json"
 [state]
 backend = "$backend"
 path = "$mdir/state/state.db"
+redis_url = "redis://127.0.0.1:${redis_port:-6379}/0"
 
 [microsoft]
 resolver = "127.0.0.1:$dns_port"
@@ -242,6 +245,16 @@ for s in "${servers[@]}"; do
 	msgate-unix) start_msgate msgate-unix embedded 1 unix ;;
 	msgate-nostamp) start_msgate msgate-nostamp embedded 0 ;;
 	msgate-memory) start_msgate msgate-memory memory 1 ;;
+	msgate-redis)
+		ensure_packages redis-server || { log "redis-server cannot be installed"; exit 1; }
+		mkdir -p "$work/redis"
+		redis_port=$(free_port)
+		redis-server --port "$redis_port" --bind 127.0.0.1 --dir "$work/redis" --save "" --appendonly no \
+			--daemonize no --logfile "$work/redis/redis.log" >/dev/null 2>&1 &
+		pids+=("$!")
+		wait_port "$redis_port" "$!" 10 || { log "redis did not start"; exit 1; }
+		start_msgate msgate-redis redis 1
+		;;
 	esac
 done
 
@@ -394,7 +407,7 @@ run_one() {
 		failures=$((failures + 1))
 	fi
 	local want_stamped=0
-	case $microsoft-$server in 1-msgate | 1-msgate-unix | 1-msgate-memory) want_stamped=$count ;; esac
+	case $microsoft-$server in 1-msgate | 1-msgate-unix | 1-msgate-memory | 1-msgate-redis) want_stamped=$count ;; esac
 	if [ "$stamped" -ne "$want_stamped" ]; then
 		log "$server $tag: $stamped of $got messages stamped, want $want_stamped"
 		failures=$((failures + 1))
