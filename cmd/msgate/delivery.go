@@ -81,12 +81,13 @@ type deliveryFeed struct {
 	saved  savedDelivery
 	events []replies.Event // for the worker
 	dirty  bool
-	// retryTransport is when a failed transport map update is tried again.
-	retryTransport time.Time
+	// retryTransport and retryRelease are when a failed transport map
+	// update or release of held mail is tried again (worker only).
+	retryTransport, retryRelease time.Time
 }
 
 // transportRetry is how long after a failed update of the transport map
-// the worker tries again.
+// or release of held mail the worker tries again.
 const transportRetry = 30 * time.Second
 
 func newDeliveryFeed(cfg *config.Config, log *zap.Logger, e *policy.Engine, m *admin.Metrics, now func() time.Time,
@@ -184,6 +185,12 @@ func (f *deliveryFeed) observe(key string, fields ...zap.Field) {
 	obs, evs := f.tr.Observe(key, now)
 	if len(evs) > 0 {
 		f.took(evs, now)
+	}
+	if obs.Rule != "" {
+		// The counts are saved too (by the worker, at most once a
+		// second): a restart between the 4th and 5th block reply must
+		// not start the count over.
+		f.dirty = true
 	}
 	f.mu.Unlock()
 	f.metrics.ObserveReply(obs.Class.String(), obs.Rule)
@@ -314,10 +321,12 @@ func (f *deliveryFeed) step(ctx context.Context) {
 			f.mu.Unlock()
 		}
 	}
-	if len(release) > 0 {
+	if len(release) > 0 && !now.Before(f.retryRelease) {
 		if err := f.release(ctx, cfg, release); err != nil {
+			f.retryRelease = now.Add(transportRetry)
 			f.log.Error("cannot release held mail; it stays held (postsuper -H by hand, or msgate retries)", zap.Int("messages", len(release)), zap.Error(err))
 		} else {
+			f.retryRelease = time.Time{}
 			f.log.Info("held mail released", zap.Int("messages", len(release)))
 			f.mu.Lock()
 			f.saved.Held = slices.DeleteFunc(f.saved.Held, func(id string) bool { return slices.Contains(release, id) })

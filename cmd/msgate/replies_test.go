@@ -148,6 +148,18 @@ func TestDeliveryStateFile(t *testing.T) {
 	if st := newFeed().status(); st.State != "blocked" {
 		t.Fatalf("after a restart: %+v", st)
 	}
+	// Counts between transitions are kept too.
+	os.Remove(cfg.ReplyStateFile())
+	f = newFeed()
+	for range 4 {
+		f.lookup("dsn", "5.7.1 host x[1.2.3.4] said: 550 5.7.1 ... on our block list (S3150)")
+	}
+	f.step(context.Background())
+	f = newFeed()
+	f.lookup("dsn", "5.7.1 host x[1.2.3.4] said: 550 5.7.1 ... on our block list (S3150)")
+	if st := f.status(); st.State != "blocked" {
+		t.Fatalf("the fifth reply after a restart: %+v", st)
+	}
 	if err := os.WriteFile(cfg.ReplyStateFile(), []byte(`{"state": {"mode": "blo`), 0o644); err != nil {
 		t.Fatal(err)
 	}
