@@ -84,7 +84,15 @@ type deliveryFeed struct {
 	// retryTransport and retryRelease are when a failed transport map
 	// update or release of held mail is tried again (worker only).
 	retryTransport, retryRelease time.Time
+	// mapped is what the paused transport map lists: the Microsoft
+	// domains and the suspension's end; refreshed is when it was written.
+	mapped    string
+	refreshed time.Time
 }
+
+// mapRefresh is how often at most a paused transport map is rewritten for
+// Microsoft domains first seen (or a suspension extended) during the pause.
+const mapRefresh = time.Minute
 
 // transportRetry is how long after a failed update of the transport map
 // or release of held mail the worker tries again.
@@ -309,7 +317,8 @@ func (f *deliveryFeed) step(ctx context.Context) {
 	queueWas := f.saved.QueuePaused
 	f.mu.Unlock()
 
-	if cfg.TransportFile != "" && (paused != queueWas || !fileExists(cfg.TransportFile+".db")) && !now.Before(f.retryTransport) {
+	stale := paused && queueWas && !now.Before(f.refreshed.Add(mapRefresh)) && f.mapped != f.mapContent(st, now)
+	if cfg.TransportFile != "" && (paused != queueWas || stale || !fileExists(cfg.TransportFile+".db")) && !now.Before(f.retryTransport) {
 		if err := f.writeTransport(ctx, cfg, st, paused, now); err != nil {
 			f.retryTransport = now.Add(transportRetry)
 			f.log.Error("cannot update the transport map; queued Microsoft mail is not paused or resumed", zap.String("file", cfg.TransportFile), zap.Error(err))
@@ -360,18 +369,14 @@ func (f *deliveryFeed) step(ctx context.Context) {
 // writeTransport writes the transport map, compiles it and has Postfix
 // read it (replies.reload).
 func (f *deliveryFeed) writeTransport(ctx context.Context, cfg config.Replies, st replies.State, paused bool, now time.Time) error {
-	var b bytes.Buffer
-	b.WriteString("# Written by msgate (replies.transport_file): do not edit.\n")
+	content := ""
 	if paused {
-		text := fmt.Sprintf("retry:4.7.1 msgate: delivery to Microsoft paused until %s (%s)",
-			st.Until.UTC().Format(time.RFC3339), st.Rule)
-		for _, d := range f.known(now) {
-			fmt.Fprintf(&b, "%s %s\n", d, text)
-		}
+		content = f.mapContent(st, now)
 	}
-	if err := writeFileAtomic(cfg.TransportFile, b.Bytes()); err != nil {
+	if err := writeFileAtomic(cfg.TransportFile, []byte("# Written by msgate (replies.transport_file): do not edit.\n"+content)); err != nil {
 		return err
 	}
+	f.mapped, f.refreshed = content, now
 	if err := runCommand(ctx, append(slices.Clone(cfg.Postmap), "hash:"+cfg.TransportFile), nil); err != nil {
 		return err
 	}
@@ -382,6 +387,18 @@ func (f *deliveryFeed) writeTransport(ctx context.Context, cfg config.Replies, s
 		}
 	}
 	return nil
+}
+
+// mapContent is the paused map's entries: every Microsoft domain msgate
+// knows, deferred until the suspension ends.
+func (f *deliveryFeed) mapContent(st replies.State, now time.Time) string {
+	var b strings.Builder
+	text := fmt.Sprintf("retry:4.7.1 msgate: delivery to Microsoft paused until %s (%s)",
+		st.Until.UTC().Format(time.RFC3339), st.Rule)
+	for _, d := range f.known(now) {
+		fmt.Fprintf(&b, "%s %s\n", d, text)
+	}
+	return b.String()
 }
 
 // releaseBatch bounds the queue ids on one postsuper command line.

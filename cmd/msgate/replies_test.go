@@ -331,3 +331,54 @@ func TestPostfixThrottleLowersCap(t *testing.T) {
 		t.Errorf("/metrics: no throttle counted or the factor not lowered")
 	}
 }
+
+// While paused, the transport map takes in Microsoft domains msgate meets
+// meanwhile (at most once a minute); on resume it is emptied.
+func TestTransportMapRefresh(t *testing.T) {
+	dir := t.TempDir()
+	cfg := config.Default()
+	cfg.State.Path = dir + "/state.db"
+	cfg.Replies.TransportFile = dir + "/transport"
+	// postmap stands in as /bin/touch of the .db it would write.
+	cfg.Replies.Postmap, cfg.Replies.Reload, cfg.Replies.OnResume = []string{"/bin/sh", "-c", `touch "${0#hash:}.db"`}, nil, nil
+	d, err := newDaemon(cfg, zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.close()
+	now := time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC)
+	domains := []string{"outlook.com"}
+	f := d.feed
+	f.now = func() time.Time { return now }
+	f.known = func(time.Time) []string { return domains }
+	mapText := func() string {
+		b, err := os.ReadFile(cfg.Replies.TransportFile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	for range 5 {
+		f.lookup("dsn", "5.7.1 host x[1.2.3.4] said: 550 5.7.1 ... on our block list (S3150)")
+	}
+	f.step(context.Background())
+	if m := mapText(); !strings.Contains(m, "outlook.com retry:4.7.1") || strings.Contains(m, "contoso") {
+		t.Fatalf("paused map:\n%s", m)
+	}
+	domains = append(domains, "contoso.example")
+	now = now.Add(30 * time.Second)
+	f.step(context.Background())
+	if strings.Contains(mapText(), "contoso") {
+		t.Fatalf("rewritten within a minute:\n%s", mapText())
+	}
+	now = now.Add(31 * time.Second)
+	f.step(context.Background())
+	if m := mapText(); !strings.Contains(m, "contoso.example retry:4.7.1") {
+		t.Fatalf("a domain met during the pause is not in the map:\n%s", m)
+	}
+	now = now.Add(2 * time.Hour)
+	f.step(context.Background())
+	if m := mapText(); strings.Contains(m, "retry:") {
+		t.Fatalf("map after the resume:\n%s", m)
+	}
+}
