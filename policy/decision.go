@@ -87,7 +87,8 @@ type Decision struct {
 	// Stamp, at end of message, is the token to add as the stamp header.
 	Stamp string
 	// QueueID, on a hold at end of message, is the MTA's id of the held
-	// message (when the MTA told it), so that it can be released.
+	// message (when the MTA told it), so that it can be released. The
+	// session logs it already (queue_id).
 	QueueID string
 }
 
@@ -160,9 +161,6 @@ func (d Decision) MarshalLogObject(enc zapcore.ObjectEncoder) error {
 	}
 	if d.Stamp != "" {
 		enc.AddBool("stamped", true)
-	}
-	if d.QueueID != "" {
-		enc.AddString("held_queue_id", d.QueueID)
 	}
 	return nil
 }

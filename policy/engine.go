@@ -144,10 +144,8 @@ type Engine struct {
 // Microsoft delivery until Until, and the factor the cap is multiplied by.
 // The zero value steers nothing.
 type Delivery struct {
-	// Until ends a suspension; Mode names it for logs ("blocked",
-	// "throttled").
+	// Until ends a suspension.
 	Until time.Time
-	Mode  string
 	// Hold holds new Microsoft mail while suspended; otherwise it is
 	// deferred at RCPT.
 	Hold bool
@@ -175,12 +173,12 @@ func (e *Engine) Delivery() Delivery {
 // CapLimit is the cap in force at now: the configured cap (and ramp)
 // times the delivery state's factor, at least 1.
 func (e *Engine) CapLimit(now time.Time) int64 {
-	return e.capLimit(e.p.Load(), now)
+	return capLimit(e.p.Load(), e.delivery.Load(), now)
 }
 
-func (e *Engine) capLimit(p *params, now time.Time) int64 {
+func capLimit(p *params, d *Delivery, now time.Time) int64 {
 	l := p.cfg.Cap.LimitAt(now)
-	if d := e.delivery.Load(); d != nil && d.CapFactor > 0 && d.CapFactor < 1 {
+	if d != nil && d.CapFactor > 0 && d.CapFactor < 1 {
 		l = max(int64(float64(l)*d.CapFactor), 1)
 	}
 	return l
@@ -298,7 +296,8 @@ func (e *Engine) recipient(ctx context.Context, tx *Transaction, rcpt string, no
 		return d
 	}
 	tx.microsoft = true
-	if dl := e.delivery.Load(); dl != nil && dl.Paused(now) {
+	dl := e.delivery.Load()
+	if dl != nil && dl.Paused(now) {
 		// Microsoft is refusing this server's mail: new mail waits here
 		// instead of adding to the refusals. Nothing is counted.
 		d.Reason = ReasonDeliveryPaused
@@ -351,7 +350,7 @@ func (e *Engine) recipient(ctx context.Context, tx *Transaction, rcpt string, no
 	counters, limits := tx.counters, tx.limits
 	for i, l := range limits {
 		if l.rule == nil {
-			counters[i].Limit = e.capLimit(p, now)
+			counters[i].Limit = capLimit(p, dl, now)
 		}
 	}
 	d.Reason = ReasonWithinLimits

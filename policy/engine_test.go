@@ -444,7 +444,7 @@ func TestDeliveryPaused(t *testing.T) {
 	e := policy.NewEngine(cfg, fakeDetector{}, store)
 	env := policy.Envelope{SASLLogin: "alice", QueueID: "4ABC"}
 
-	e.SetDelivery(policy.Delivery{Until: now.Add(time.Hour), Mode: "blocked"})
+	e.SetDelivery(policy.Delivery{Until: now.Add(time.Hour)})
 	tx := e.Begin(env)
 	if d := e.Recipient(context.Background(), tx, "bob@outlook.com", now); d.Verdict != policy.Defer || d.Reason != policy.ReasonDeliveryPaused || d.Reply != policy.ReplyPausedDefer {
 		t.Fatalf("paused, defer: %+v", d)
@@ -452,7 +452,7 @@ func TestDeliveryPaused(t *testing.T) {
 	if d := e.Recipient(context.Background(), tx, "carol@example.org", now); d.Verdict != policy.Accept || d.Reason != policy.ReasonNotMicrosoft {
 		t.Fatalf("other mail while paused: %+v", d)
 	}
-	e.SetDelivery(policy.Delivery{Until: now.Add(time.Hour), Mode: "blocked", Hold: true})
+	e.SetDelivery(policy.Delivery{Until: now.Add(time.Hour), Hold: true})
 	tx = e.Begin(env)
 	if d := e.Recipient(context.Background(), tx, "bob@outlook.com", now); d.Verdict != policy.Accept || !d.Postponed {
 		t.Fatalf("paused, hold, at RCPT: %+v", d)

@@ -51,6 +51,7 @@ func repliesConfig(r config.Replies) (replies.Config, error) {
 
 // savedDelivery is the delivery state file.
 type savedDelivery struct {
+	// State is the tracker's, copied in when the file is written.
 	State replies.State `json:"state"`
 	// Held are the queue ids msgate put on hold while delivery was
 	// suspended, released when it resumes.
@@ -239,7 +240,7 @@ func (f *deliveryFeed) publish(now time.Time) {
 	st := f.tr.State()
 	dl := policy.Delivery{Hold: f.cfg.PausedAction == config.ActionHold, CapFactor: f.tr.CapFactor(now)}
 	if st.Paused(now) {
-		dl.Until, dl.Mode = st.Until, st.Mode.String()
+		dl.Until = st.Until
 	}
 	if dl.CapFactor < 1 {
 		dl.CapReason = fmt.Sprintf("Microsoft throttled this server (last at %s); every %s without a throttle takes back one step",
@@ -249,13 +250,13 @@ func (f *deliveryFeed) publish(now time.Time) {
 	f.metrics.SetDelivery(int(st.Mode), dl.CapFactor)
 }
 
-// held records a message put on hold while delivery was suspended.
+// held records a message put on hold while delivery was suspended. A
+// queue id reaches end of message once: no scan for duplicates under the
+// lock the sessions share.
 func (f *deliveryFeed) held(id string) {
 	f.mu.Lock()
-	if !slices.Contains(f.saved.Held, id) {
-		f.saved.Held = append(f.saved.Held, id)
-		f.dirty = true
-	}
+	f.saved.Held = append(f.saved.Held, id)
+	f.dirty = true
 	f.mu.Unlock()
 	f.poke()
 }
@@ -311,7 +312,6 @@ func (f *deliveryFeed) step(ctx context.Context) {
 	if resumed {
 		release = slices.Clone(f.saved.Held)
 	}
-	f.saved.State = st
 	dirty := f.dirty
 	f.dirty = false
 	queueWas := f.saved.QueuePaused
@@ -338,7 +338,9 @@ func (f *deliveryFeed) step(ctx context.Context) {
 			f.retryRelease = time.Time{}
 			f.log.Info("held mail released", zap.Int("messages", len(release)))
 			f.mu.Lock()
-			f.saved.Held = slices.DeleteFunc(f.saved.Held, func(id string) bool { return slices.Contains(release, id) })
+			// held only appends and only this worker takes away: what was
+			// released is the front of the list.
+			f.saved.Held = slices.Clone(f.saved.Held[len(release):])
 			dirty = true
 			f.mu.Unlock()
 		}
@@ -358,6 +360,7 @@ func (f *deliveryFeed) step(ctx context.Context) {
 	}
 	if dirty && f.path != "" {
 		f.mu.Lock()
+		f.saved.State = f.tr.State()
 		b, _ := json.MarshalIndent(f.saved, "", "  ")
 		f.mu.Unlock()
 		if err := writeFileAtomic(f.path, b); err != nil {
@@ -419,9 +422,12 @@ func (f *deliveryFeed) release(ctx context.Context, cfg config.Replies, ids []st
 	return nil
 }
 
-// commandTimeout bounds every command the feed runs.
+// commandTimeout bounds every command msgate runs (on_flag, on_event, the
+// transport map's and the hold queue's).
 const commandTimeout = 30 * time.Second
 
+// runCommand runs argv with stdin (nil for none) within commandTimeout; its
+// error carries what the command printed.
 func runCommand(ctx context.Context, argv []string, stdin []byte) error {
 	ctx, cancel := context.WithTimeout(ctx, commandTimeout)
 	defer cancel()

@@ -1,12 +1,10 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"time"
 
 	"go.uber.org/zap"
@@ -90,13 +88,8 @@ func (d *daemon) notify(ev FlagEvent) {
 	}
 	body, _ := json.Marshal(ev)
 	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
-		cmd.Stdin = bytes.NewReader(append(body, '\n'))
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			d.log.Error("on_flag command failed", zap.Strings("command", argv), zap.Error(err), zap.ByteString("output", out))
+		if err := runCommand(context.Background(), argv, append(body, '\n')); err != nil {
+			d.log.Error("on_flag command failed", zap.Strings("command", argv), zap.Error(err))
 		}
 	}()
 }

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"time"
 	"unicode"
+
+	"github.com/msgate/msgate/policy/replies"
 )
 
 // maxDNSTimeout bounds microsoft.dns_timeout: a lookup holds the SMTP session
@@ -466,8 +468,8 @@ func (r *Replies) validate(v *validator) {
 		if _, err := regexp.Compile(rule.Match); err != nil {
 			v.add(key+".match", "is not a regular expression: %v", err)
 		}
-		v.oneOf(key+".class", rule.Class, "block", "throttle", "connection_limit", "not_reputation", "success")
-		v.oneOf(key+".action", rule.Action, "suspend", "lower_cap", "none")
+		v.oneOf(key+".class", rule.Class, replies.RuleClasses()...)
+		v.oneOf(key+".action", rule.Action, replies.Actions()...)
 		if rule.Count < 1 {
 			v.add(key+".count", "must be at least 1, not %d", rule.Count)
 		}

@@ -24,6 +24,10 @@ var classNames = [...]string{"other", "success", "block", "throttle", "connectio
 
 func (c Class) String() string { return classNames[c] }
 
+// RuleClasses are the class names a rule may give: all but "other", the
+// kinds of failure first and success last, as the docs list them.
+func RuleClasses() []string { return append(append([]string(nil), classNames[2:]...), classNames[ClassSuccess]) }
+
 // ParseClass reads a class name as String writes it.
 func ParseClass(s string) (Class, error) {
 	for i, n := range classNames {
@@ -46,6 +50,9 @@ const (
 var actionNames = [...]string{"none", "suspend", "lower_cap"}
 
 func (a Action) String() string { return actionNames[a] }
+
+// Actions are the action names, those that do something first.
+func Actions() []string { return append(append([]string(nil), actionNames[1:]...), actionNames[ActionNone]) }
 
 // ParseAction reads "none", "suspend" or "lower_cap".
 func ParseAction(s string) (Action, error) {
@@ -199,39 +206,28 @@ func (t *Tracker) State() State {
 // maxReply bounds the reply text kept in the state and events.
 const maxReply = 300
 
-// Classify finds the first rule a reply matches.
-func (t *Tracker) Classify(reply string) (Class, *Rule) {
-	for i := range t.cfg.Rules {
-		r := &t.cfg.Rules[i]
-		if r.Match.MatchString(reply) {
-			return r.Class, r
-		}
-	}
-	if strings.HasPrefix(reply, "2.") {
-		return ClassSuccess, nil
-	}
-	return ClassOther, nil
-}
-
 // Observe counts one reply at now against every rule it matches and
-// returns the transitions it causes. The first matching rule classifies it.
+// returns the transitions it causes. The first matching rule classifies
+// it; a reply no rule matches is a success (2.x.x) or other.
 func (t *Tracker) Observe(reply string, now time.Time) (Observation, []Event) {
 	evs := t.Tick(now)
-	class, first := t.Classify(reply)
-	obs := Observation{Class: class}
-	if first == nil {
-		return obs, evs
-	}
-	obs.Rule = first.Name
 	text := reply
 	if len(text) > maxReply {
 		text = text[:maxReply]
 	}
+	var obs Observation
 	for i := range t.cfg.Rules {
 		r := &t.cfg.Rules[i]
-		if r == first || r.Match.MatchString(reply) {
-			evs = t.count(r, text, now, evs)
+		if !r.Match.MatchString(reply) {
+			continue
 		}
+		if obs.Rule == "" {
+			obs = Observation{Class: r.Class, Rule: r.Name}
+		}
+		evs = t.count(r, text, now, evs)
+	}
+	if obs.Rule == "" && strings.HasPrefix(reply, "2.") {
+		obs.Class = ClassSuccess
 	}
 	return obs, evs
 }

@@ -197,8 +197,8 @@ func (s *Server) serveConn(c net.Conn) {
 	}
 }
 
-// Lookup asks a socketmap server one question, as Postfix does; for tests
-// and "msgate check".
+// Lookup asks a socketmap server one question, as Postfix does (for
+// tests).
 func Lookup(ctx context.Context, network, addr, name, key string) (Reply, error) {
 	var d net.Dialer
 	c, err := d.DialContext(ctx, network, addr)
