@@ -26,7 +26,9 @@ func (c Class) String() string { return classNames[c] }
 
 // RuleClasses are the class names a rule may give: all but "other", the
 // kinds of failure first and success last, as the docs list them.
-func RuleClasses() []string { return append(append([]string(nil), classNames[2:]...), classNames[ClassSuccess]) }
+func RuleClasses() []string {
+	return append(append([]string(nil), classNames[2:]...), classNames[ClassSuccess])
+}
 
 // ParseClass reads a class name as String writes it.
 func ParseClass(s string) (Class, error) {
@@ -52,7 +54,9 @@ var actionNames = [...]string{"none", "suspend", "lower_cap"}
 func (a Action) String() string { return actionNames[a] }
 
 // Actions are the action names, those that do something first.
-func Actions() []string { return append(append([]string(nil), actionNames[1:]...), actionNames[ActionNone]) }
+func Actions() []string {
+	return append(append([]string(nil), actionNames[1:]...), actionNames[ActionNone])
+}
 
 // ParseAction reads "none", "suspend" or "lower_cap".
 func ParseAction(s string) (Action, error) {
