@@ -331,21 +331,8 @@ func (e *Engine) recipient(ctx context.Context, tx *Transaction, rcpt string, no
 	}
 	exempt := p.exempt[strings.ToLower(tx.Account.Name)]
 	if tx.limits == nil {
-		tx.counters = make([]state.Counter, 0, len(p.limits))
-		tx.limits = make([]limit, 0, len(p.limits))
-		for _, l := range p.limits {
-			var c state.Counter
-			if l.rule == nil {
-				c = state.Counter{Key: CapKey, Window: p.cfg.Cap.Window}
-			} else if !exempt {
-				c = state.Counter{Key: l.rule.Key(tx.Account.Name), Window: l.rule.Window, Limit: l.rule.Limit}
-			} else {
-				continue
-			}
-			c.Soft = l.soft
-			tx.counters = append(tx.counters, c)
-			tx.limits = append(tx.limits, l)
-		}
+		// The cap's limit is set below, for each recipient.
+		tx.counters, tx.limits = p.counters(tx.Account.Name, 0)
 	}
 	counters, limits := tx.counters, tx.limits
 	for i, l := range limits {
@@ -427,9 +414,15 @@ func (e *Engine) EndOfMessage(ctx context.Context, tx *Transaction, now time.Tim
 	case tx.hold != nil:
 		d := *tx.hold
 		d.QueueID = tx.Env.QueueID
-		// A held message is not sent: its units are not counted. Released
-		// with postsuper -H, it leaves uncounted.
+		// A held message is not sent: its units are not counted here;
+		// msgate release counts them when it releases the message. Its
+		// queue id is remembered, so that the release knows its account.
 		e.Abort(ctx, tx)
+		if tx.Env.QueueID != "" && tx.Account.Kind != AccountNone {
+			if err := e.store.Remember(ctx, tx.Env.QueueID, tx.Account.Name, now); err != nil {
+				d.Err = errors.Join(d.Err, fmt.Errorf("remembering the queue id: %w", err))
+			}
+		}
 		return d
 	}
 	d := Decision{Reason: ReasonMessageAccepted}
