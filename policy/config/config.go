@@ -36,6 +36,9 @@ type Config struct {
 	// Replies is what Microsoft answers to deliveries, as Postfix reports
 	// them, does to msgate.
 	Replies Replies `toml:"replies"`
+	// Release paces the release of held mail: msgate release, and the
+	// daemon's own runs.
+	Release Release `toml:"release"`
 }
 
 // Replies configures the feed of delivery outcomes and what msgate does
@@ -85,6 +88,23 @@ type Replies struct {
 	// Rule lists the replies msgate recognises, tried in order; a file that
 	// lists any replaces the built-in ones.
 	Rule []ReplyRule `toml:"rule"`
+}
+
+// Release configures the paced release of held mail. The postsuper
+// command is replies.release's.
+type Release struct {
+	// Enabled makes msgate serve release held mail every Interval, as
+	// msgate release does.
+	Enabled  bool     `toml:"enabled"`
+	Interval Duration `toml:"interval"`
+	// MaxPerRun bounds the messages one run releases.
+	MaxPerRun int `toml:"max_per_run"`
+	// LeaveRoom is the units of the cap a release leaves unused, for new
+	// mail.
+	LeaveRoom int64 `toml:"leave_room"`
+	// Postqueue lists the queue (with -j) and asks for the delivery of
+	// each released message (with -i ID).
+	Postqueue []string `toml:"postqueue"`
 }
 
 // ReplyRule is one kind of reply and what Count of them within Within do.
@@ -455,6 +475,11 @@ func Default() *Config {
 			CapRecovery:  Duration(Day),
 			Probation:    Duration(10 * time.Minute),
 			Rule:         DefaultReplyRules(),
+		},
+		Release: Release{
+			Interval:  Duration(15 * time.Minute),
+			MaxPerRun: 100,
+			Postqueue: []string{"/usr/sbin/postqueue"},
 		},
 		Mitigation: Mitigation{
 			DailyCap: 500,

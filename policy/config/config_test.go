@@ -168,6 +168,8 @@ func TestFull(t *testing.T) {
 			Rule: []ReplyRule{{Name: "blocked", Match: "S3150", Class: "block", Count: 2, Within: Duration(30 * time.Minute),
 				Action: "suspend", Duration: Duration(time.Hour)}},
 		},
+		Release: Release{Enabled: true, Interval: Duration(5 * time.Minute), MaxPerRun: 20, LeaveRoom: 50,
+			Postqueue: []string{"/usr/bin/sudo", "/usr/sbin/postqueue"}},
 	}
 	checkConfig(t, load(t, "full.toml"), want)
 }

@@ -36,6 +36,7 @@ func (c *Config) Validate() []Problem {
 	c.Mitigation.validate(&v)
 	c.Feedback.validate(&v)
 	c.Replies.validate(&v)
+	c.Release.validate(&v, c.Replies)
 	return v.problems
 }
 
@@ -315,6 +316,7 @@ func (c *Config) normalize() {
 	r := &c.Replies
 	r.Postmap, r.Reload, r.OnResume = nilIfEmpty(r.Postmap), nilIfEmpty(r.Reload), nilIfEmpty(r.OnResume)
 	r.Release, r.OnEvent = nilIfEmpty(r.Release), nilIfEmpty(r.OnEvent)
+	c.Release.Postqueue = nilIfEmpty(c.Release.Postqueue)
 }
 
 // nilIfEmpty makes "key = []" and a missing key the same value.
@@ -482,5 +484,26 @@ func (r *Replies) validate(v *validator) {
 		if rule.Action != "suspend" && rule.Duration != 0 {
 			v.add(key+".duration", "only applies with action suspend")
 		}
+	}
+}
+
+func (r *Release) validate(v *validator, replies Replies) {
+	if r.Interval.D() < time.Minute {
+		v.add("release.interval", "must be at least 1m, not %s", r.Interval)
+	}
+	if r.MaxPerRun < 1 {
+		v.add("release.max_per_run", "must be at least 1, not %d", r.MaxPerRun)
+	}
+	if r.LeaveRoom < 0 {
+		v.add("release.leave_room", "must be 0 or more, not %d", r.LeaveRoom)
+	}
+	switch {
+	case len(r.Postqueue) == 0:
+		v.add("release.postqueue", "is required: name the program as an absolute path")
+	case !filepath.IsAbs(r.Postqueue[0]):
+		v.add("release.postqueue", "the program must be an absolute path, not %q", r.Postqueue[0])
+	}
+	if r.Enabled && len(replies.Release) == 0 {
+		v.add("release.enabled", "needs replies.release, the command that releases held mail")
 	}
 }
