@@ -39,6 +39,9 @@ type Config struct {
 	// Release paces the release of held mail: msgate release, and the
 	// daemon's own runs.
 	Release Release `toml:"release"`
+	// Alerts tells the admin about what msgate notices: a command, an
+	// HTTP POST, or both.
+	Alerts Alerts `toml:"alerts"`
 }
 
 // Replies configures the feed of delivery outcomes and what msgate does
@@ -486,6 +489,7 @@ func Default() *Config {
 			Window:   Duration(Day),
 			Action:   ActionDefer,
 		},
+		Alerts: defaultAlerts(),
 	}
 }
 

@@ -170,6 +170,9 @@ func TestFull(t *testing.T) {
 		},
 		Release: Release{Enabled: true, Interval: Duration(5 * time.Minute), MaxPerRun: 20, LeaveRoom: 50,
 			Postqueue: []string{"/usr/bin/sudo", "/usr/sbin/postqueue"}},
+		Alerts: Alerts{Command: []string{"/usr/local/bin/page-admin", "--alert"}, URL: "https://alerts.example.net/hooks/msgate?team=mail",
+			Headers: []string{"Authorization: Bearer full-config-token", "X-Team:mail"}, Timeout: Duration(2 * time.Second), Retries: 5,
+			Backoff: Duration(500 * time.Millisecond), QueueSize: 20},
 	}
 	checkConfig(t, load(t, "full.toml"), want)
 }

@@ -37,6 +37,7 @@ func (c *Config) Validate() []Problem {
 	c.Feedback.validate(&v)
 	c.Replies.validate(&v)
 	c.Release.validate(&v, c.Replies)
+	c.Alerts.validate(&v)
 	return v.problems
 }
 
@@ -316,6 +317,7 @@ func (c *Config) normalize() {
 	r := &c.Replies
 	r.Postmap, r.Reload, r.OnResume = nilIfEmpty(r.Postmap), nilIfEmpty(r.Reload), nilIfEmpty(r.OnResume)
 	r.Release, r.OnEvent = nilIfEmpty(r.Release), nilIfEmpty(r.OnEvent)
+	c.Alerts.Command, c.Alerts.Headers = nilIfEmpty(c.Alerts.Command), nilIfEmpty(c.Alerts.Headers)
 	c.Release.Postqueue = nilIfEmpty(c.Release.Postqueue)
 }
 
