@@ -9,10 +9,12 @@
 //
 // Reserve, Commit, CommitAll and Release are Lua scripts, each one atomic
 // step on the server: a unit is admitted against every counter of a request
-// or none, whichever daemon asks. A counter is a hash of its window's time
-// buckets (committed units) and a sorted set of the reservations held
-// against it, scored by when they lapse: a reservation of a daemon that died
-// stops counting after ReservationTTL instead of holding its unit forever.
+// or none, whichever daemon asks. A counter is one hash: its window's time
+// buckets (committed units) and the number of units reserved against it.
+// Every reservation is also in one sorted set scored by when it lapses, and
+// its name lists its counters: the reservations of a daemon that died are
+// given back after ReservationTTL by the next reserve (or usage read, or
+// Expire) instead of holding their units forever.
 // Bucket indexes are computed by the caller (state.BucketOf), so every
 // daemon agrees on them; time is passed in as everywhere else.
 //

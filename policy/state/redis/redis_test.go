@@ -213,6 +213,48 @@ func TestReservationLapses(t *testing.T) {
 	if out, err := s.Reserve(ctx, cs, t0.Add(61*time.Second)); err != nil || !out.Admitted {
 		t.Fatalf("after the reservation lapsed: %+v, %v", out, err)
 	}
+	if u, err := s.Usage(ctx, "cap", 24*time.Hour, t0.Add(62*time.Second)); err != nil || u != (state.Usage{Reserved: 1}) {
+		t.Fatalf("usage = %+v, %v; want the lapsed unit given back and the new one reserved", u, err)
+	}
+}
+
+// The held set names each reservation's counters, whatever their keys
+// hold: a lapsed reservation gives back its unit on each of them, and
+// Expire sweeps what no reservation came to sweep.
+func TestLapsedReservationsAreSwept(t *testing.T) {
+	mr := miniredis.RunT(t)
+	c := goredis.NewClient(&goredis.Options{Addr: mr.Addr()})
+	s, err := redis.New(redis.Options{Client: c, ReservationTTL: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	odd := []state.Counter{
+		{Key: "rate/hourly/a|b:3:c d", Window: time.Hour, Limit: 5},
+		{Key: "rate/daily/|1:", Window: 24 * time.Hour, Limit: 5},
+		{Key: "cap", Window: 24 * time.Hour, Limit: 5},
+	}
+	for range 3 {
+		if out, err := s.Reserve(ctx, odd, t0); err != nil || !out.Admitted {
+			t.Fatalf("Reserve = %+v, %v", out, err)
+		}
+	}
+	if err := s.Expire(ctx, t0.Add(2*time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if mr.Exists("{msgate}:held") {
+		m, _ := mr.ZMembers("{msgate}:held")
+		t.Errorf("held set after Expire: %q, want it empty", m)
+	}
+	for _, c := range odd {
+		if r := mr.HGet("{msgate}:c:"+c.Key, "r"); r != "0" {
+			t.Errorf("%q after the sweep: %q units reserved, want 0", c.Key, r)
+		}
+		if u, err := s.Usage(ctx, c.Key, c.Window, t0.Add(2*time.Minute)); err != nil || u != (state.Usage{}) {
+			t.Errorf("%q after the sweep: %+v, %v; want nothing held", c.Key, u, err)
+		}
+	}
 }
 
 // A commit or release that fails (Redis gone) forgets the reservation

@@ -1,19 +1,32 @@
 package redis
 
-import goredis "github.com/redis/go-redis/v9"
+import (
+	"strconv"
 
-// The scripts that make a decision one atomic step on the server. KEYS come
-// in pairs per counter: its bucket hash, then its reservations' sorted set.
-// Bucket indexes are the caller's (state.BucketOf, state.Oldest), so that
-// the Lua side never computes with nanoseconds, which its doubles cannot
-// hold exactly.
+	goredis "github.com/redis/go-redis/v9"
+)
 
-// A counter's hash holds its window ("w", ns), the committed units in its
+// The scripts that make a decision one atomic step on the server. Bucket
+// indexes are the caller's (state.BucketOf, state.Oldest), so that the Lua
+// side never computes with nanoseconds, which its doubles cannot hold
+// exactly.
+//
+// A counter is one hash: its window ("w", ns), the committed units in its
 // live buckets ("t"), the lowest bucket index that may still be in it
-// ("o"), and one field per bucket. trim, shared by the scripts below, drops
-// the buckets that left the window, once per bucket width, not per unit,
-// and returns the live total.
-const trimLua = `
+// ("o"), the units reserved and not yet committed or released ("r"), when
+// Redis will drop the hash ("x", unix ms by Redis's clock), and one field
+// per bucket. Every reservation is also a member of one sorted set, the
+// held set, scored by when it lapses; its name lists the counters it holds
+// a unit against, so that sweep can give back the units of a daemon that
+// died. Keeping "x" saves a PEXPIRE on most calls: a hash's TTL is
+// renewed only when it would end before what the call needs.
+const commonLua = `
+local function nowms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+-- trim drops the buckets that left the window, once per bucket width, not
+-- per unit, and returns the live total.
 local function trim(c, oldest, o, t)
   t = tonumber(t or '0')
   o = tonumber(o)
@@ -21,12 +34,11 @@ local function trim(c, oldest, o, t)
   local all = redis.call('HGETALL', c)
   local low = nil
   for j = 1, #all, 2 do
-    local f = all[j]
-    if f ~= 'w' and f ~= 't' and f ~= 'o' then
-      local idx = tonumber(f)
+    local idx = tonumber(all[j])
+    if idx then
       if idx < oldest then
         t = t - tonumber(all[j+1])
-        redis.call('HDEL', c, f)
+        redis.call('HDEL', c, all[j])
       elseif not low or idx < low then
         low = idx
       end
@@ -35,60 +47,92 @@ local function trim(c, oldest, o, t)
   redis.call('HSET', c, 't', t, 'o', low or oldest)
   return t
 end
+-- countersOf lists the hashes a reservation holds units against: its name
+-- is "instance:id" then "|<length>:<counter key>" per counter.
+local function countersOf(m, p)
+  local out = {}
+  local i = string.find(m, '|', 1, true)
+  while i do
+    local j = string.find(m, ':', i + 1, true)
+    if not j then break end
+    local n = tonumber(string.sub(m, i + 1, j - 1))
+    if not n then break end
+    out[#out+1] = p .. string.sub(m, j + 1, j + n)
+    i = j + n + 1
+    if string.sub(m, i, i) ~= '|' then break end
+  end
+  return out
+end
+-- sweep gives back up to limit reservations that lapsed by now (unix ms).
+local function sweep(held, now, p, limit)
+  local gone = redis.call('ZRANGEBYSCORE', held, '-inf', now, 'LIMIT', 0, limit)
+  for _, m in ipairs(gone) do
+    for _, c in ipairs(countersOf(m, p)) do
+      if redis.call('HEXISTS', c, 'r') == 1 then redis.call('HINCRBY', c, 'r', -1) end
+    end
+  end
+  if #gone > 0 then redis.call('ZREM', held, unpack(gone)) end
+end
 `
+
+// sweepLimit bounds the lapsed reservations one script gives back.
+const sweepLimit = 100
 
 // reserveScript admits units: for each request of a batch, one unit
 // against every counter of the request or none, the requests one after the
 // other as if each were a script of its own.
 //
 //	ARGV[1] requests q, ARGV[2] now (unix ms), ARGV[3] the reservations'
-//	lapse (unix ms), ARGV[4] the reservations' key TTL (ms); then per
-//	request: its member name, its counters n, and per counter: window
-//	(ns), limit, soft (0|1), oldest bucket index in the window, the
-//	counter's key TTL (ms). KEYS: per request, per counter its hash and
-//	its sorted set.
+//	lapse (unix ms), ARGV[4] the reservation TTL (ms), ARGV[5] the
+//	counters' key prefix; then per request: its member name, its counters
+//	n, and per counter: window (ns), limit, soft (0|1), oldest bucket
+//	index in the window, the counter's key TTL (ms). KEYS[1] the held
+//	set, then per request per counter its hash.
 //
 // Replies one reply per request: {1, over...} (admitted; the soft counters
 // it took past their limit, 0-based), {0, i, used} (refused by hard
 // counter i), or {"rebucket", i} when counter i was last written under
 // another window.
-var reserveScript = goredis.NewScript(trimLua + `
-local now, lapse, rttl = ARGV[2], ARGV[3], ARGV[4]
+var reserveScript = goredis.NewScript(commonLua + `
+local held, lapse = KEYS[1], ARGV[3]
+sweep(held, ARGV[2], ARGV[5], ` + strconv.Itoa(sweepLimit) + `)
+local tnow = nowms()
+local need = tnow + tonumber(ARGV[4])
 local function reserve(k, a, n, member)
-  local used, fresh = {}, {}
+  local used, hs = {}, {}
   for i = 1, n do
-    local c, r, b = KEYS[k+2*i-2], KEYS[k+2*i-1], a + (i-1)*5
-    local h = redis.call('HMGET', c, 'w', 'o', 't')
+    local c, b = KEYS[k+i-1], a + (i-1)*5
+    local h = redis.call('HMGET', c, 'w', 'o', 't', 'r', 'x')
     if h[1] and h[1] ~= ARGV[b] then return {'rebucket', i-1} end
-    fresh[i] = not h[1]
-    local u = trim(c, tonumber(ARGV[b+3]), h[2], h[3]) + redis.call('ZCOUNT', r, '(' .. now, '+inf')
+    local u = trim(c, tonumber(ARGV[b+3]), h[2], h[3]) + tonumber(h[4] or '0')
     if ARGV[b+2] ~= '1' and u + 1 > tonumber(ARGV[b+1]) then
       return {0, i-1, u}
     end
-    used[i] = u
+    used[i], hs[i] = u, h
   end
   local out = {1}
   for i = 1, n do
-    local c, r, b = KEYS[k+2*i-2], KEYS[k+2*i-1], a + (i-1)*5
-    redis.call('ZADD', r, lapse, member)
-    redis.call('PEXPIRE', r, rttl)
-    if fresh[i] then
-      redis.call('HSET', c, 'w', ARGV[b])
+    local c, b, h = KEYS[k+i-1], a + (i-1)*5, hs[i]
+    redis.call('HINCRBY', c, 'r', 1)
+    if not h[1] then redis.call('HSET', c, 'w', ARGV[b]) end
+    if tonumber(h[5] or '0') < need then
       redis.call('PEXPIRE', c, ARGV[b+4])
+      redis.call('HSET', c, 'x', tnow + tonumber(ARGV[b+4]))
     end
     if ARGV[b+2] == '1' and used[i] + 1 > tonumber(ARGV[b+1]) then
       out[#out+1] = i-1
     end
   end
+  redis.call('ZADD', held, lapse, member)
   return out
 end
 local replies = {}
-local a, k = 5, 1
+local a, k = 6, 2
 for x = 1, tonumber(ARGV[1]) do
   local member, n = ARGV[a], tonumber(ARGV[a+1])
   replies[x] = reserve(k, a + 2, n, member)
   a = a + 2 + 5*n
-  k = k + 2*n
+  k = k + n
 end
 return replies
 `)
@@ -97,82 +141,92 @@ return replies
 // reservations), all of its units or none, the requests one after the
 // other.
 //
-//	ARGV[1] requests q; then per request: its counters k, the number of
-//	arguments that follow for it, and per counter: window (ns), bucket
-//	index of now, key TTL (ms), units u, then the u reservations'
-//	members. KEYS: per request, per counter its hash and its sorted set.
+//	ARGV[1] requests q; then per request: its counters k, its
+//	reservations m, per counter: window (ns), bucket index of now, key
+//	TTL (ms), the TTL it needs at least (ms), units u; then the m
+//	reservations' members. KEYS[1] the held set, then per request per
+//	counter its hash.
 //
-// Replies one reply per request: {1}, {"unknown", i} (a unit held against
-// its counter i is not held: committed, released or lapsed) or
-// {"rebucket", i}.
-var commitScript = goredis.NewScript(`
-local function commit(kk, b, k)
-  local spans = {}
-  for i = 1, k do
-    local c, r = KEYS[kk+2*i-2], KEYS[kk+2*i-1]
-    local u = tonumber(ARGV[b+3])
-    local members = {}
-    for j = 1, u do members[j] = ARGV[b+3+j] end
-    for _, sc in ipairs(redis.call('ZMSCORE', r, unpack(members))) do
-      if not sc then return {'unknown', i-1} end
-    end
-    local h = redis.call('HMGET', c, 'w', 'o')
-    if h[1] and h[1] ~= ARGV[b] then return {'rebucket', i-1} end
-    spans[i] = {b, u, members, h[1], h[2]}
-    b = b + 4 + u
+// Replies one reply per request: {1}, {"unknown"} (a reservation is not
+// held: committed, released or lapsed) or {"rebucket", i}.
+var commitScript = goredis.NewScript(commonLua + `
+local held = KEYS[1]
+local tnow = nowms()
+local function commit(kk, b, k, m)
+  local members = {}
+  for j = 1, m do members[j] = ARGV[b+5*k+j-1] end
+  for _, sc in ipairs(redis.call('ZMSCORE', held, unpack(members))) do
+    if not sc then return {'unknown'} end
   end
+  local hs = {}
   for i = 1, k do
-    local c, r = KEYS[kk+2*i-2], KEYS[kk+2*i-1]
-    local s = spans[i]
-    local at, u = s[1], s[2]
-    redis.call('ZREM', r, unpack(s[3]))
+    local c, at = KEYS[kk+i-1], b + (i-1)*5
+    local h = redis.call('HMGET', c, 'w', 'o', 'x')
+    if h[1] and h[1] ~= ARGV[at] then return {'rebucket', i-1} end
+    hs[i] = h
+  end
+  redis.call('ZREM', held, unpack(members))
+  for i = 1, k do
+    local c, at, h = KEYS[kk+i-1], b + (i-1)*5, hs[i]
+    local u = ARGV[at+4]
     redis.call('HINCRBY', c, ARGV[at+1], u)
     redis.call('HINCRBY', c, 't', u)
-    if not s[4] then redis.call('HSET', c, 'w', ARGV[at]) end
-    if not s[5] or tonumber(ARGV[at+1]) < tonumber(s[5]) then redis.call('HSET', c, 'o', ARGV[at+1]) end
-    redis.call('PEXPIRE', c, ARGV[at+2])
+    redis.call('HINCRBY', c, 'r', -tonumber(u))
+    if not h[1] then redis.call('HSET', c, 'w', ARGV[at]) end
+    if not h[2] or tonumber(ARGV[at+1]) < tonumber(h[2]) then redis.call('HSET', c, 'o', ARGV[at+1]) end
+    if tonumber(h[3] or '0') < tnow + tonumber(ARGV[at+3]) then
+      redis.call('PEXPIRE', c, ARGV[at+2])
+      redis.call('HSET', c, 'x', tnow + tonumber(ARGV[at+2]))
+    end
   end
   return {1}
 end
 local replies = {}
-local a, kk = 2, 1
+local a, kk = 2, 2
 for x = 1, tonumber(ARGV[1]) do
-  local k, n = tonumber(ARGV[a]), tonumber(ARGV[a+1])
-  replies[x] = commit(kk, a + 2, k)
-  a = a + 2 + n
-  kk = kk + 2*k
+  local k, m = tonumber(ARGV[a]), tonumber(ARGV[a+1])
+  replies[x] = commit(kk, a + 2, k, m)
+  a = a + 2 + 5*k + m
+  kk = kk + k
 end
 return replies
 `)
 
-// releaseScript gives reservations back, all or none: KEYS are the
-// reservations' sorted sets, ARGV the member of each.
+// releaseScript gives a reservation back, all or none: KEYS[1] the held
+// set, then the hashes of its counters; ARGV[1] its member.
 var releaseScript = goredis.NewScript(`
-for i = 1, #KEYS do
-  if not redis.call('ZSCORE', KEYS[i], ARGV[i]) then return 0 end
-end
-for i = 1, #KEYS do
-  redis.call('ZREM', KEYS[i], ARGV[i])
+if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 0 end
+redis.call('ZREM', KEYS[1], ARGV[1])
+for i = 2, #KEYS do
+  if redis.call('HEXISTS', KEYS[i], 'r') == 1 then redis.call('HINCRBY', KEYS[i], 'r', -1) end
 end
 return 1
 `)
 
-// usageScript reads one counter: KEYS its hash and sorted set; ARGV window
-// (ns), oldest bucket index, now (unix ms). Replies {committed, reserved}
-// or {"rebucket"}; a counter never written replies {0, 0}.
-var usageScript = goredis.NewScript(trimLua + `
-local h = redis.call('HMGET', KEYS[1], 'w', 'o', 't')
+// usageScript reads one counter: KEYS its hash and the held set; ARGV
+// window (ns), oldest bucket index, now (unix ms), the counters' key
+// prefix. Replies {committed, reserved} or {"rebucket"}; a counter never
+// written replies {0, 0}.
+var usageScript = goredis.NewScript(commonLua + `
+sweep(KEYS[2], ARGV[3], ARGV[4], ` + strconv.Itoa(sweepLimit) + `)
+local h = redis.call('HMGET', KEYS[1], 'w', 'o', 't', 'r')
 if h[1] and h[1] ~= ARGV[1] then return {'rebucket'} end
-return {trim(KEYS[1], tonumber(ARGV[2]), h[2], h[3]), redis.call('ZCOUNT', KEYS[2], '(' .. ARGV[3], '+inf')}
+return {trim(KEYS[1], tonumber(ARGV[2]), h[2], h[3]), tonumber(h[4] or '0')}
 `)
 
-// expireScript trims one counter and drops its lapsed reservations: KEYS
-// its hash and sorted set; ARGV oldest bucket index, now (unix ms).
-var expireScript = goredis.NewScript(trimLua + `
+// expireScript trims one counter: KEYS its hash; ARGV oldest bucket index.
+var expireScript = goredis.NewScript(commonLua + `
 local h = redis.call('HMGET', KEYS[1], 'o', 't')
 trim(KEYS[1], tonumber(ARGV[1]), h[1], h[2])
-redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[2])
 return 1
+`)
+
+// sweepScript gives back up to ARGV[3] lapsed reservations and replies how
+// many are left to look at (0 when done): KEYS[1] the held set; ARGV[1]
+// now (unix ms), ARGV[2] the counters' key prefix.
+var sweepScript = goredis.NewScript(commonLua + `
+sweep(KEYS[1], ARGV[1], ARGV[2], tonumber(ARGV[3]))
+return redis.call('ZCOUNT', KEYS[1], '-inf', ARGV[1])
 `)
 
 // addComplaintScript records a complaint once per report.

@@ -49,7 +49,7 @@ type Store struct {
 	instance string
 
 	mu      sync.Mutex
-	pending map[uint64][]ref
+	pending map[uint64]holding
 	nextID  atomic.Uint64
 
 	reserves, commits, accounts, remembers *batcher
@@ -59,6 +59,13 @@ type Store struct {
 type ref struct {
 	key    string
 	window time.Duration
+}
+
+// holding is a reservation this daemon made: its member of the held set
+// and its counters.
+type holding struct {
+	member string
+	refs   []ref
 }
 
 var _ state.Store = (*Store)(nil)
@@ -87,14 +94,14 @@ func New(opts Options) (*Store, error) {
 	}
 	s := &Store{
 		c: opts.Client, p: "{" + opts.Prefix + "}:", timeout: opts.Timeout, resTTL: opts.ReservationTTL,
-		instance: hex.EncodeToString(b[:]), pending: make(map[uint64][]ref),
+		instance: hex.EncodeToString(b[:]), pending: make(map[uint64]holding),
 	}
-	s.reserves = &batcher{s: s, script: reserveScript, head: func(batch []*call) []any {
+	s.reserves = &batcher{s: s, script: reserveScript, keys: []string{s.heldKey()}, head: func(batch []*call) []any {
 		now := latest(batch)
-		return []any{len(batch), now.UnixMilli(), now.Add(s.resTTL).UnixMilli(), s.resTTL.Milliseconds()}
+		return []any{len(batch), now.UnixMilli(), now.Add(s.resTTL).UnixMilli(), s.resTTL.Milliseconds(), s.counterKey("")}
 	}}
 	count := func(batch []*call) []any { return []any{len(batch)} }
-	s.commits = &batcher{s: s, script: commitScript, head: count}
+	s.commits = &batcher{s: s, script: commitScript, head: count, keys: []string{s.heldKey()}}
 	s.accounts = &batcher{s: s, script: accountScript, head: count, keys: []string{s.flagsKey(), s.reportsKey()}}
 	s.remembers = &batcher{s: s, script: rememberScript, head: count, keys: []string{s.attributionsKey(), s.attributionsByTimeKey()}}
 	return s, nil
@@ -120,9 +127,24 @@ func unavailable(err error) error {
 	return fmt.Errorf("%w: redis: %w", state.ErrUnavailable, err)
 }
 
-func (s *Store) counterKey(key string) string      { return s.p + "c:" + key }
-func (s *Store) reservationsKey(key string) string { return s.p + "r:" + key }
-func (s *Store) member(id uint64) string           { return s.instance + ":" + strconv.FormatUint(id, 10) }
+func (s *Store) counterKey(key string) string { return s.p + "c:" + key }
+func (s *Store) heldKey() string              { return s.p + "held" }
+
+// member names a reservation in the held set: this daemon, the id, and
+// the counters it holds a unit against (see countersOf in the scripts).
+func (s *Store) member(id uint64, counters []state.Counter) string {
+	var b strings.Builder
+	b.WriteString(s.instance)
+	b.WriteByte(':')
+	b.WriteString(strconv.FormatUint(id, 10))
+	for _, c := range counters {
+		b.WriteByte('|')
+		b.WriteString(strconv.Itoa(len(c.Key)))
+		b.WriteByte(':')
+		b.WriteString(c.Key)
+	}
+	return b.String()
+}
 
 // keyTTL is how long a counter's keys outlive their last write: the window
 // and two buckets, after which every unit in them has expired anyway.
@@ -144,9 +166,9 @@ func (s *Store) Reserve(ctx context.Context, counters []state.Counter, now time.
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
 	id := s.nextID.Add(1)
-	member := s.member(id)
+	member := s.member(id, counters)
 	r := newCall(now)
-	r.keys = make([]string, 0, 2*len(counters))
+	r.keys = make([]string, 0, len(counters))
 	r.args = make([]any, 0, 2+5*len(counters))
 	r.args = append(r.args, member, len(counters))
 	r.undo = func(reply []any) {
@@ -157,7 +179,7 @@ func (s *Store) Reserve(ctx context.Context, counters []state.Counter, now time.
 		}
 	}
 	for _, c := range counters {
-		r.keys = append(r.keys, s.counterKey(c.Key), s.reservationsKey(c.Key))
+		r.keys = append(r.keys, s.counterKey(c.Key))
 		soft := 0
 		if c.Soft {
 			soft = 1
@@ -198,7 +220,7 @@ func (s *Store) Reserve(ctx context.Context, counters []state.Counter, now time.
 			refs[i] = ref{c.Key, c.Window}
 		}
 		s.mu.Lock()
-		s.pending[id] = refs
+		s.pending[id] = holding{member, refs}
 		s.mu.Unlock()
 		return out, nil
 	}
@@ -328,17 +350,11 @@ func latest(batch []*call) time.Time {
 }
 
 // releaseMembers gives back a reservation its caller never learned of
-// (keys: its counters' hashes and sorted sets); if Redis does not answer,
-// it lapses.
+// (keys: its counters' hashes); if Redis does not answer, it lapses.
 func (s *Store) releaseMembers(keys []string, member string) {
 	ctx, cancel := context.WithTimeout(context.Background(), s.timeout)
 	defer cancel()
-	var zs []string
-	var args []any
-	for i := 1; i < len(keys); i += 2 {
-		zs, args = append(zs, keys[i]), append(args, member)
-	}
-	_ = releaseScript.Run(ctx, s.c, zs, args...).Err()
+	_ = releaseScript.Run(ctx, s.c, append([]string{s.heldKey()}, keys...), member).Err()
 }
 
 // rebucketAt reports a script's "rebucket" reply and the counter it names.
@@ -376,9 +392,6 @@ func (s *Store) rebucket(ctx context.Context, key string, window time.Duration) 
 			var total int64
 			low := int64(math.MaxInt64)
 			for f, v := range all {
-				if f == "w" || f == "t" || f == "o" {
-					continue
-				}
 				idx, err1 := strconv.ParseInt(f, 10, 64)
 				n, err2 := strconv.ParseInt(v, 10, 64)
 				if err1 != nil || err2 != nil {
@@ -395,6 +408,9 @@ func (s *Store) rebucket(ctx context.Context, key string, window time.Duration) 
 					p.HSet(ctx, c, strconv.FormatInt(idx, 10), n)
 				}
 				p.HSet(ctx, c, "w", int64(window), "t", total)
+				if r, ok := all["r"]; ok {
+					p.HSet(ctx, c, "r", r)
+				}
 				if len(moved) > 0 {
 					p.HSet(ctx, c, "o", low)
 				}
@@ -424,25 +440,27 @@ func (s *Store) CommitAll(ctx context.Context, rs []state.Reservation, now time.
 	}
 	type group struct {
 		ref
-		members []any
+		units int
 	}
 	var groups []*group
+	var members []any
 	byRef := map[ref]*group{}
 	s.mu.Lock()
 	for _, r := range rs {
-		refs, ok := s.pending[r.ID]
+		h, ok := s.pending[r.ID]
 		if !ok {
 			s.mu.Unlock()
 			return state.ErrUnknownReservation
 		}
-		for _, f := range refs {
+		members = append(members, h.member)
+		for _, f := range h.refs {
 			g := byRef[f]
 			if g == nil {
 				g = &group{ref: f}
 				byRef[f] = g
 				groups = append(groups, g)
 			}
-			g.members = append(g.members, s.member(r.ID))
+			g.units++
 		}
 	}
 	s.mu.Unlock()
@@ -452,14 +470,15 @@ func (s *Store) CommitAll(ctx context.Context, rs []state.Reservation, now time.
 	// ReservationTTL. Nobody commits or releases them again.
 	defer s.forget(rs)
 	c := newCall(now)
-	c.keys = make([]string, 0, 2*len(groups))
-	c.args = []any{len(groups), 0}
+	c.keys = make([]string, 0, len(groups))
+	c.args = make([]any, 0, 2+5*len(groups)+len(members))
+	c.args = append(c.args, len(groups), len(members))
 	for _, g := range groups {
-		c.keys = append(c.keys, s.counterKey(g.key), s.reservationsKey(g.key))
-		c.args = append(c.args, int64(g.window), state.BucketOf(now, g.window), s.keyTTL(g.window), len(g.members))
-		c.args = append(c.args, g.members...)
+		c.keys = append(c.keys, s.counterKey(g.key))
+		need := max((g.window + state.BucketWidth(g.window)).Milliseconds(), 1)
+		c.args = append(c.args, int64(g.window), state.BucketOf(now, g.window), s.keyTTL(g.window), need, g.units)
 	}
-	c.args[1] = len(c.args) - 2
+	c.args = append(c.args, members...)
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
 	for range 3 {
@@ -495,22 +514,22 @@ func (s *Store) forget(rs []state.Reservation) {
 // Release implements state.Store.
 func (s *Store) Release(ctx context.Context, r state.Reservation) error {
 	s.mu.Lock()
-	refs, ok := s.pending[r.ID]
+	h, ok := s.pending[r.ID]
 	s.mu.Unlock()
 	if !ok {
 		return state.ErrUnknownReservation
 	}
-	keys := make([]string, len(refs))
-	args := make([]any, len(refs))
-	for i, f := range refs {
-		keys[i], args[i] = s.reservationsKey(f.key), s.member(r.ID)
+	keys := make([]string, 0, 1+len(h.refs))
+	keys = append(keys, s.heldKey())
+	for _, f := range h.refs {
+		keys = append(keys, s.counterKey(f.key))
 	}
 	// As in CommitAll, done with whatever happens: a unit Redis did not
 	// give back lapses.
 	defer s.forget([]state.Reservation{r})
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
-	n, err := releaseScript.Run(ctx, s.c, keys, args...).Int()
+	n, err := releaseScript.Run(ctx, s.c, keys, h.member).Int()
 	if err != nil {
 		return unavailable(err)
 	}
@@ -528,9 +547,9 @@ func (s *Store) Usage(ctx context.Context, key string, window time.Duration, now
 }
 
 func (s *Store) usage(ctx context.Context, key string, window time.Duration, now time.Time) (state.Usage, error) {
-	keys := []string{s.counterKey(key), s.reservationsKey(key)}
+	keys := []string{s.counterKey(key), s.heldKey()}
 	for range 3 {
-		reply, err := usageScript.Run(ctx, s.c, keys, int64(window), state.Oldest(now, window), now.UnixMilli()).Slice()
+		reply, err := usageScript.Run(ctx, s.c, keys, int64(window), state.Oldest(now, window), now.UnixMilli(), s.counterKey("")).Slice()
 		if err != nil {
 			return state.Usage{}, unavailable(err)
 		}
@@ -637,13 +656,20 @@ func (s *Store) Expire(ctx context.Context, now time.Time) error {
 		if err != nil {
 			return unavailable(err)
 		}
-		err = expireScript.Run(ctx, s.c, []string{s.counterKey(k), s.reservationsKey(k)},
-			state.Oldest(now, time.Duration(w)), now.UnixMilli()).Err()
+		err = expireScript.Run(ctx, s.c, []string{s.counterKey(k)}, state.Oldest(now, time.Duration(w))).Err()
 		if err != nil {
 			return unavailable(err)
 		}
 	}
-	return nil
+	for {
+		left, err := sweepScript.Run(ctx, s.c, []string{s.heldKey()}, now.UnixMilli(), s.counterKey(""), forgetBatch).Int()
+		if err != nil {
+			return unavailable(err)
+		}
+		if left == 0 {
+			return nil
+		}
+	}
 }
 
 // Close implements state.Store.
