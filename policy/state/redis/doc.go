@@ -18,6 +18,12 @@
 // Bucket indexes are computed by the caller (state.BucketOf), so every
 // daemon agrees on them; time is passed in as everywhere else.
 //
+// Standings (flags and complaints) are read once per message; each daemon
+// keeps those it read and drops one when any daemon publishes a change to
+// it, and trusts what it keeps only while its subscription answers (see
+// standings.go): a change made through one daemon is the others' within a
+// second.
+//
 // Every key starts with "{msgate}:" (or the configured prefix in braces), so
 // that on a Redis Cluster all of them fall in one hash slot and the scripts
 // may touch several; the status view scans the node that serves that slot.

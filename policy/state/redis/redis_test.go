@@ -3,6 +3,8 @@ package redis_test
 import (
 	"context"
 	"errors"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -283,5 +285,103 @@ func TestFailedCallsForgetReservations(t *testing.T) {
 	}
 	if n := s.Pending(); n != 0 {
 		t.Fatalf("%d reservations still held locally after failed calls", n)
+	}
+}
+
+// Standings are cached between messages, and a change made through one
+// daemon reaches the other's cache within a second: at once through the
+// subscription, and when the subscription is cut, by not trusting the
+// cache until it is back.
+func TestStandingsCache(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{})
+	a, b := open(t, srv.Addr, 5*time.Second), open(t, srv.Addr, 5*time.Second)
+	defer a.Close()
+	defer b.Close()
+	admin := goredis.NewClient(&goredis.Options{Addr: srv.Addr})
+	defer admin.Close()
+	ctx := context.Background()
+	since := t0.Add(-24 * time.Hour)
+
+	// seenWithin polls b until ok says its standing of alice changed.
+	seenWithin := func(what string, ok func(state.Flag, bool, []state.Complaint) bool) {
+		t.Helper()
+		start := time.Now()
+		for {
+			f, flagged, cs, err := b.Account(ctx, "alice", since)
+			if err != nil {
+				t.Fatalf("%s: Account: %v", what, err)
+			}
+			if ok(f, flagged, cs) {
+				t.Logf("%s: seen by the other daemon after %v", what, time.Since(start))
+				return
+			}
+			if time.Since(start) > time.Second {
+				t.Fatalf("%s: not seen by the other daemon within 1s", what)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	scripts := func() int64 {
+		t.Helper()
+		info, err := admin.Info(ctx, "commandstats").Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, line := range strings.Split(info, "\r\n") {
+			if rest, ok := strings.CutPrefix(line, "cmdstat_evalsha:calls="); ok {
+				n, _ := strconv.ParseInt(rest[:strings.IndexByte(rest, ',')], 10, 64)
+				return n
+			}
+		}
+		return 0
+	}
+
+	// Once b's subscription is up and alice read, later reads are the
+	// cache's: no script runs.
+	waitTrusted(t, b, "alice", since)
+	before := scripts()
+	for range 10 {
+		if _, flagged, _, err := b.Account(ctx, "alice", since); err != nil || flagged {
+			t.Fatalf("Account = %v %v", flagged, err)
+		}
+	}
+	if n := scripts() - before; n != 0 {
+		t.Errorf("10 reads of a cached standing ran %d scripts, want 0", n)
+	}
+
+	if err := a.SetFlag(ctx, state.Flag{Account: "alice", Action: state.ActionDefer, Reason: "manual", Since: t0}); err != nil {
+		t.Fatal(err)
+	}
+	seenWithin("flag", func(_ state.Flag, flagged bool, _ []state.Complaint) bool { return flagged })
+
+	if _, err := a.AddComplaint(ctx, state.Complaint{Account: "alice", ReportID: "r1", At: t0}); err != nil {
+		t.Fatal(err)
+	}
+	seenWithin("complaint", func(_ state.Flag, _ bool, cs []state.Complaint) bool { return len(cs) == 1 })
+
+	// The subscription is cut: the unflag is published while b listens
+	// to nobody, and b must still see it within the second.
+	waitTrusted(t, b, "alice", since)
+	if err := admin.Do(ctx, "CLIENT", "KILL", "TYPE", "pubsub").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.ClearFlag(ctx, "alice"); err != nil {
+		t.Fatal(err)
+	}
+	seenWithin("unflag with the subscription cut", func(_ state.Flag, flagged bool, _ []state.Complaint) bool { return !flagged })
+}
+
+// waitTrusted reads account through s until s answers from its cache.
+func waitTrusted(t *testing.T, s *redis.Store, account string, since time.Time) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !s.Cached(account, since) {
+		if time.Now().After(deadline) {
+			t.Fatal("the standings cache never became trusted")
+		}
+		if _, _, _, err := s.Account(context.Background(), account, since); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }

@@ -53,6 +53,9 @@ type Store struct {
 	nextID  atomic.Uint64
 
 	reserves, commits, accounts, remembers *batcher
+
+	standings standings
+	stop      context.CancelFunc // ends the subscription of standings
 }
 
 // ref is one counter a reservation holds a unit against.
@@ -70,8 +73,10 @@ type holding struct {
 
 var _ state.Store = (*Store)(nil)
 
-// New returns a store over a Redis client. It does not talk to Redis: the
-// first call that does reports whether Redis answers (see Ping).
+// New returns a store over a Redis client. It does not wait for Redis: the
+// first call reports whether Redis answers (see Ping), and the
+// subscription that keeps standings fresh (standings.go) connects in the
+// background.
 func New(opts Options) (*Store, error) {
 	if opts.Client == nil {
 		return nil, errors.New("redis: no client")
@@ -104,6 +109,9 @@ func New(opts Options) (*Store, error) {
 	s.commits = &batcher{s: s, script: commitScript, head: count, keys: []string{s.heldKey()}}
 	s.accounts = &batcher{s: s, script: accountScript, head: count, keys: []string{s.flagsKey(), s.reportsKey()}}
 	s.remembers = &batcher{s: s, script: rememberScript, head: count, keys: []string{s.attributionsKey(), s.attributionsByTimeKey()}}
+	ctx, stop := context.WithCancel(context.Background())
+	s.stop = stop
+	go s.subscribe(ctx)
 	return s, nil
 }
 
@@ -673,7 +681,10 @@ func (s *Store) Expire(ctx context.Context, now time.Time) error {
 }
 
 // Close implements state.Store.
-func (s *Store) Close() error { return s.c.Close() }
+func (s *Store) Close() error {
+	s.stop()
+	return s.c.Close()
+}
 
 // Flags.
 
@@ -687,7 +698,11 @@ func (s *Store) SetFlag(ctx context.Context, f state.Flag) error {
 	}
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
-	return unavailable(s.c.HSet(ctx, s.flagsKey(), f.Account, b).Err())
+	if err := s.c.HSet(ctx, s.flagsKey(), f.Account, b).Err(); err != nil {
+		return unavailable(err)
+	}
+	s.publish(ctx, f.Account)
+	return nil
 }
 
 // ClearFlag implements state.Store.
@@ -695,7 +710,13 @@ func (s *Store) ClearFlag(ctx context.Context, account string) (bool, error) {
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
 	n, err := s.c.HDel(ctx, s.flagsKey(), account).Result()
-	return n > 0, unavailable(err)
+	if err != nil {
+		return false, unavailable(err)
+	}
+	if n > 0 {
+		s.publish(ctx, account)
+	}
+	return n > 0, nil
 }
 
 // GetFlag implements state.Store.
@@ -719,6 +740,10 @@ func (s *Store) GetFlag(ctx context.Context, account string) (state.Flag, bool, 
 // Account implements state.Store: one script, one round trip on the
 // per-message path, shared with the other sessions' that arrive meanwhile.
 func (s *Store) Account(ctx context.Context, account string, since time.Time) (state.Flag, bool, []state.Complaint, error) {
+	e, ok, gen := s.cached(account, since)
+	if ok {
+		return e.flag, e.flagged, slices.Clone(e.complaints), nil
+	}
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
 	c := newCall(since)
@@ -754,6 +779,7 @@ func (s *Store) Account(ctx context.Context, account string, since time.Time) (s
 		cs = append(cs, state.Complaint{Account: rec.Account, ReportID: reply[i], At: time.Unix(0, rec.At).UTC()})
 	}
 	slices.SortStableFunc(cs, func(a, b state.Complaint) int { return a.At.Compare(b.At) })
+	s.keep(account, gen, standing{since: since, flag: f, flagged: flagged, complaints: slices.Clone(cs)})
 	return f, flagged, cs, nil
 }
 
@@ -812,7 +838,13 @@ func (s *Store) AddComplaint(ctx context.Context, c state.Complaint) (bool, erro
 	n, err := addComplaintScript.Run(ctx, s.c,
 		[]string{s.reportsKey(), s.complaintsByTimeKey(), s.accountComplaintsKey(c.Account)},
 		c.ReportID, scoreOf(c.At), b).Int()
-	return n == 1, unavailable(err)
+	if err != nil {
+		return false, unavailable(err)
+	}
+	if n == 1 {
+		s.publish(ctx, c.Account)
+	}
+	return n == 1, nil
 }
 
 func (s *Store) complaints(ctx context.Context, byTime, since string) ([]state.Complaint, error) {
@@ -860,8 +892,12 @@ const forgetBatch = 1000
 
 // ForgetComplaints implements state.Store.
 func (s *Store) ForgetComplaints(ctx context.Context, before time.Time) error {
-	return s.forgetBefore(ctx, forgetComplaintsScript, []string{s.reportsKey(), s.complaintsByTimeKey()},
+	err := s.forgetBefore(ctx, forgetComplaintsScript, []string{s.reportsKey(), s.complaintsByTimeKey()},
 		before, s.accountComplaintsKey(""))
+	c, cancel := s.ctx(ctx)
+	defer cancel()
+	s.publish(c, allAccounts)
+	return err
 }
 
 func (s *Store) forgetBefore(ctx context.Context, script *goredis.Script, keys []string, before time.Time, extra ...any) error {
