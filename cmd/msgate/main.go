@@ -35,6 +35,7 @@ func commands() []command {
 		{"status", "show what the running daemon knows: cap use, busiest accounts, flags", runStatus},
 		{"account", "show, flag or unflag one account (account show|flag|unflag ACCOUNT)", runAccount},
 		{"fbl", "hand complaint reports (files, or stdin) to the daemon; one JSON line each", runFbl},
+		{"release", "release held Microsoft mail, paced by the cap and the accounts' rules (-dry-run first)", runRelease},
 		{"try", "drive a running milter as an MTA would and print each reply", runTry},
 		{"version", "print the version", runVersion},
 	}

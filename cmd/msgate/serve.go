@@ -137,6 +137,8 @@ type daemon struct {
 	// Postfix reports them.
 	feed   *deliveryFeed
 	feedLn net.Listener
+	// rel releases held mail ([release], msgate release).
+	rel *releaser
 }
 
 func buildDetector(cfg *config.Config) (*detect.Detector, error) {
@@ -272,8 +274,11 @@ func newDaemon(cfg *config.Config, log *zap.Logger) (*daemon, error) {
 			d.feed.held(dec.QueueID)
 		}
 	})
+	d.rel = &releaser{log: log.Named("release"), engine: d.engine, cfg: d.cfg.Load, attributions: store, now: d.now,
+		detector:   func() policy.Detector { return d.det.Load() },
+		releasable: func(now time.Time) bool { return !d.engine.Delivery().Paused(now) }}
 	d.api = &admin.Server{Engine: d.engine, Metrics: d.metrics, Now: d.now, Sessions: d.srv.Active, Log: log.Named("admin"),
-		Ingest: d.ingest, Delivery: d.feed.status}
+		Ingest: d.ingest, Delivery: d.feed.status, Release: d.rel.run}
 	d.setIngester(pc)
 	return d, nil
 }
@@ -366,6 +371,9 @@ func (d *daemon) run(ctx context.Context, ln, adminLn net.Listener) error {
 	feedDone := make(chan struct{})
 	go func() { d.feed.run(fctx); close(feedDone) }()
 	defer func() { fstop(); <-feedDone }()
+	relDone := make(chan struct{})
+	go func() { d.rel.loop(fctx); close(relDone) }()
+	defer func() { fstop(); <-relDone }()
 	if path := d.cfg.Load().Replies.LogFile; path != "" {
 		logDone := make(chan struct{})
 		go func() { d.feed.followLog(fctx, path); close(logDone) }()

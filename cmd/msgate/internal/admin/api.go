@@ -129,6 +129,9 @@ type Server struct {
 	// Ingest records one complaint report; an error means it was not
 	// recorded and must be kept.
 	Ingest func(ctx context.Context, raw []byte) (feedback.Result, error)
+	// Release releases held mail (msgate release); nil answers that this
+	// daemon does not.
+	Release func(ctx context.Context, req ReleaseRequest) (ReleaseReport, error)
 }
 
 // Handler returns the routes.
@@ -141,6 +144,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("PUT /v1/accounts/{account}/flag", s.flag)
 	mux.HandleFunc("DELETE /v1/accounts/{account}/flag", s.unflag)
 	mux.HandleFunc("POST /v1/reports", s.report)
+	mux.HandleFunc("POST /v1/release", s.release)
 	return mux
 }
 
