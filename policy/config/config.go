@@ -39,6 +39,8 @@ type Config struct {
 	// Release paces the release of held mail: msgate release, and the
 	// daemon's own runs.
 	Release Release `toml:"release"`
+	// SNDS imports Microsoft's SNDS data about the server's IPs.
+	SNDS SNDS `toml:"snds"`
 	// Alerts tells the admin about what msgate notices: a command, an
 	// HTTP POST, or both.
 	Alerts Alerts `toml:"alerts"`
@@ -479,6 +481,7 @@ func Default() *Config {
 			Probation:    Duration(10 * time.Minute),
 			Rule:         DefaultReplyRules(),
 		},
+		SNDS: defaultSNDS(),
 		Release: Release{
 			Interval:  Duration(15 * time.Minute),
 			MaxPerRun: 100,

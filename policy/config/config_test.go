@@ -170,6 +170,8 @@ func TestFull(t *testing.T) {
 		},
 		Release: Release{Enabled: true, Interval: Duration(5 * time.Minute), MaxPerRun: 20, LeaveRoom: 50,
 			Postqueue: []string{"/usr/bin/sudo", "/usr/sbin/postqueue"}},
+		SNDS: SNDS{Key: "0a1b2c3d-4e5f-6071-8293-a4b5c6d7e8f9", BaseURL: "https://snds.example.net/snds/", Interval: Duration(30 * time.Minute),
+			Timeout: Duration(20 * time.Second), IPs: []string{"192.0.2.25", "2001:db8::25"}, ComplaintThreshold: 0.5, StateFile: "/srv/msgate/snds.json"},
 		Alerts: Alerts{Command: []string{"/usr/local/bin/page-admin", "--alert"}, URL: "https://alerts.example.net/hooks/msgate?team=mail",
 			Headers: []string{"Authorization: Bearer full-config-token", "X-Team:mail"}, Timeout: Duration(2 * time.Second), Retries: 5,
 			Backoff: Duration(500 * time.Millisecond), QueueSize: 20},

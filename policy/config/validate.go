@@ -37,6 +37,7 @@ func (c *Config) Validate() []Problem {
 	c.Feedback.validate(&v)
 	c.Replies.validate(&v)
 	c.Release.validate(&v, c.Replies)
+	c.SNDS.validate(&v)
 	c.Alerts.validate(&v)
 	return v.problems
 }
@@ -319,6 +320,7 @@ func (c *Config) normalize() {
 	r.Release, r.OnEvent = nilIfEmpty(r.Release), nilIfEmpty(r.OnEvent)
 	c.Alerts.Command, c.Alerts.Headers = nilIfEmpty(c.Alerts.Command), nilIfEmpty(c.Alerts.Headers)
 	c.Release.Postqueue = nilIfEmpty(c.Release.Postqueue)
+	c.SNDS.IPs = nilIfEmpty(c.SNDS.IPs)
 }
 
 // nilIfEmpty makes "key = []" and a missing key the same value.
