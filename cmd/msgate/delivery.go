@@ -74,6 +74,9 @@ type deliveryFeed struct {
 	attributions state.Attributions
 	path         string
 	wake         chan struct{}
+	// alert is told every transition, with the rules in force; nil
+	// tells nobody.
+	alert func(e replies.Event, rules []replies.Rule)
 
 	mu     sync.Mutex
 	cfg    config.Replies
@@ -305,6 +308,7 @@ func (f *deliveryFeed) step(ctx context.Context) {
 	f.events = nil
 	st := f.tr.State()
 	cfg := f.cfg
+	rules := f.rcfg.Rules
 	paused := st.Paused(now)
 	// Held mail goes once delivery resumed and its probation passed.
 	resumed := !paused && len(f.saved.Held) > 0 && st.Mode == replies.Normal && !st.OnProbation(now)
@@ -343,6 +347,11 @@ func (f *deliveryFeed) step(ctx context.Context) {
 			f.saved.Held = slices.Clone(f.saved.Held[len(release):])
 			dirty = true
 			f.mu.Unlock()
+		}
+	}
+	if f.alert != nil {
+		for _, e := range evs {
+			f.alert(e, rules)
 		}
 	}
 	for _, e := range evs {

@@ -51,6 +51,7 @@ func (d *daemon) ingest(ctx context.Context, raw []byte) (feedback.Result, error
 	if err != nil {
 		return res, err
 	}
+	d.metrics.ObserveReport(res)
 	log := d.log.With(zap.String("format", res.Format), zap.String("feedback_type", res.FeedbackType),
 		zap.String("outcome", res.Outcome), zap.String("attributed_by", res.AttributedBy),
 		zap.String("account", res.Account), zap.String("report_id", res.ReportID))

@@ -135,6 +135,8 @@ type daemon struct {
 	ingester atomic.Pointer[feedback.Ingester]
 	// feed is what Microsoft's replies do; feedLn, when set, is where
 	// Postfix reports them.
+	// alerts carries [alerts] out.
+	alerts *alerter
 	feed   *deliveryFeed
 	feedLn net.Listener
 	// rel releases held mail ([release], msgate release).
@@ -245,6 +247,7 @@ func newDaemon(cfg *config.Config, log *zap.Logger) (*daemon, error) {
 	// they read the engine and the server, set below, only when scraped.
 	d.metrics = admin.NewMetrics(func() (float64, float64) { return admin.CapUsage(d.engine, d.now)() },
 		func() detect.Stats { return d.det.Load().Stats() }, func() int { return d.srv.Active() })
+	d.alerts = newAlerter(cfg.Alerts, log, d.metrics.Registerer())
 	store, err := openStore(cfg, log, d.metrics.ObserveSync)
 	if err != nil {
 		return nil, err
@@ -268,8 +271,10 @@ func newDaemon(cfg *config.Config, log *zap.Logger) (*daemon, error) {
 		return nil, err
 	}
 	d.feed.attributions = store
+	d.feed.alert = d.alerts.delivery
 	d.srv.Observe(func(stage string, dec policy.Decision, took time.Duration) {
 		d.metrics.Observe(stage, dec, took)
+		d.alerts.observe(stage, dec)
 		if dec.Verdict == policy.Hold && dec.Reason == policy.ReasonDeliveryPaused && dec.QueueID != "" {
 			d.feed.held(dec.QueueID)
 		}
@@ -279,6 +284,7 @@ func newDaemon(cfg *config.Config, log *zap.Logger) (*daemon, error) {
 		releasable: func(now time.Time) bool { return !d.engine.Delivery().Paused(now) }}
 	d.api = &admin.Server{Engine: d.engine, Metrics: d.metrics, Now: d.now, Sessions: d.srv.Active, Log: log.Named("admin"),
 		Ingest: d.ingest, Delivery: d.feed.status, Release: d.rel.run}
+	d.api.Changed = d.alerts.transition
 	d.setIngester(pc)
 	return d, nil
 }
@@ -348,6 +354,7 @@ func (d *daemon) apply(cfg *config.Config) error {
 	}
 	d.det.Store(det)
 	d.engine.Reload(pc, det)
+	d.alerts.configure(cfg.Alerts)
 	d.setIngester(pc)
 	d.cfg.Store(cfg)
 	return nil
@@ -371,6 +378,12 @@ func (d *daemon) run(ctx context.Context, ln, adminLn net.Listener) error {
 	feedDone := make(chan struct{})
 	go func() { d.feed.run(fctx); close(feedDone) }()
 	defer func() { fstop(); <-feedDone }()
+	capDone := make(chan struct{})
+	go func() {
+		d.alerts.watchCap(fctx, d.engine, func() time.Time { return d.now() }, func() time.Duration { return d.cfg.Load().State.Timeout.D() })
+		close(capDone)
+	}()
+	defer func() { fstop(); <-capDone }()
 	relDone := make(chan struct{})
 	go func() { d.rel.loop(fctx); close(relDone) }()
 	defer func() { fstop(); <-relDone }()
@@ -418,6 +431,7 @@ func (d *daemon) run(ctx context.Context, ln, adminLn net.Listener) error {
 }
 
 func (d *daemon) close() {
+	d.alerts.close()
 	if err := d.store.Close(); err != nil {
 		d.log.Warn("closing state", zap.Error(err))
 	}

@@ -129,6 +129,9 @@ type Server struct {
 	// Ingest records one complaint report; an error means it was not
 	// recorded and must be kept.
 	Ingest func(ctx context.Context, raw []byte) (feedback.Result, error)
+	// Changed is told each change of an account's standing made here;
+	// nil tells nobody.
+	Changed func(t policy.Transition, now time.Time)
 	// Release releases held mail (msgate release); nil answers that this
 	// daemon does not.
 	Release func(ctx context.Context, req ReleaseRequest) (ReleaseReport, error)
@@ -383,16 +386,23 @@ func (s *Server) flag(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, http.StatusServiceUnavailable, err)
 		return
 	}
+	s.changed(t)
 	f := t.Now.Manual
 	s.Log.Info("account flagged", zap.String("account", f.Account), zap.String("action", f.Action), zap.String("reason", f.Reason))
 	writeJSON(w, http.StatusOK, f)
+}
+
+func (s *Server) changed(t policy.Transition) {
+	if s.Changed != nil {
+		s.Changed(t, s.Now())
+	}
 }
 
 // unflag ends a manual flag, and forgives the complaints received so far
 // when they are what flags the account.
 func (s *Server) unflag(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("account")
-	_, err := s.Engine.Unflag(r.Context(), name, s.Now())
+	t, err := s.Engine.Unflag(r.Context(), name, s.Now())
 	switch {
 	case errors.Is(err, policy.ErrNotFlagged):
 		s.fail(w, http.StatusNotFound, fmt.Errorf("account %q is not flagged", name))
@@ -401,6 +411,7 @@ func (s *Server) unflag(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, http.StatusServiceUnavailable, err)
 		return
 	}
+	s.changed(t)
 	s.Log.Info("account unflagged", zap.String("account", name))
 	writeJSON(w, http.StatusOK, map[string]string{"account": name, "flag": "cleared"})
 }

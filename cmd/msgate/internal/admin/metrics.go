@@ -21,6 +21,7 @@ type Metrics struct {
 	replies   *prometheus.CounterVec
 	delivery  prometheus.Gauge
 	capFactor prometheus.Gauge
+	feedback  *feedbackMetrics
 	// The children of decisions and latency met so far: a label set
 	// resolved once, not hashed and checked on every decision.
 	counters sync.Map // decisionLabels -> prometheus.Counter
@@ -77,6 +78,7 @@ func NewMetrics(capUsage func() (used, limit float64), det func() detect.Stats, 
 		Help: "What Microsoft's throttle replies multiply the cap by now (1: not lowered).",
 	})
 	m.capFactor.Set(1)
+	m.feedback = newFeedbackMetrics(reg)
 	reg.MustRegister(m.decisions, m.latency, m.sync, m.replies, m.delivery, m.capFactor)
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "msgate_cap_used",

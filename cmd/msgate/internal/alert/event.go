@@ -6,6 +6,7 @@ import (
 	"github.com/msgate/msgate/policy"
 	"github.com/msgate/msgate/policy/config"
 	"github.com/msgate/msgate/policy/replies"
+	"github.com/msgate/msgate/policy/snds"
 )
 
 // Event names: the values of Event.Event, and of the metrics' event label.
@@ -33,7 +34,8 @@ type Event struct {
 	// flagged, unflagged
 	Account string `json:"account,omitempty"`
 	Action  string `json:"action,omitempty"` // defer or reject
-	// Reason is "complaints" or "manual" (the admin's flag).
+	// Reason is "complaints" or "manual" (the admin's flag); for
+	// snds_status, SNDS's reason for a block.
 	Reason     string `json:"reason,omitempty"`
 	Complaints int    `json:"complaints,omitempty"`
 	Within     string `json:"within,omitempty"` // the threshold's window
@@ -54,10 +56,15 @@ type Event struct {
 	Until     time.Time `json:"until,omitzero"`
 	CapFactor float64   `json:"cap_factor,omitempty"`
 
-	// snds_status
-	IP     string `json:"ip,omitempty"`
-	Status string `json:"status,omitempty"`
-	Was    string `json:"was,omitempty"`
+	// snds_status: Status is blocked (SNDS lists a watched IP as
+	// blocked; Reason says why), unblocked (none is listed any more), red
+	// (a row's filter result) or complaints (a row's complaint rate over
+	// the threshold); IP and Day name the row.
+	Status        string  `json:"status,omitempty"`
+	IP            string  `json:"ip,omitempty"`
+	Day           string  `json:"day,omitempty"` // YYYY-MM-DD
+	ComplaintRate string  `json:"complaint_rate,omitempty"`
+	Threshold     float64 `json:"threshold,omitempty"`
 }
 
 // FromTransition is the alert for a change of an account's standing: ok
@@ -97,6 +104,10 @@ func FromCap(c policy.CapCrossing) Event {
 func FromDelivery(e replies.Event, class string) Event {
 	name := map[replies.EventKind]string{replies.EventBlocked: Blocked, replies.EventThrottled: Throttled,
 		replies.EventResumed: Resumed, replies.EventCapLowered: CapLowered}[e.Kind]
+	if class == "" {
+		// A transition of no [replies] rule (an SNDS block).
+		class = map[replies.EventKind]string{replies.EventBlocked: "block", replies.EventThrottled: "throttle", replies.EventCapLowered: "throttle"}[e.Kind]
+	}
 	ev := Event{Event: name, Time: e.At.UTC(), Class: class, Rule: e.Rule, Reply: e.Reply, CapFactor: e.CapFactor}
 	if !e.Until.IsZero() {
 		ev.Until = e.Until.UTC()
@@ -104,7 +115,20 @@ func FromDelivery(e replies.Event, class string) Event {
 	return ev
 }
 
-// FromSNDS is the alert for a change of an IP's SNDS status.
-func FromSNDS(ip, was, status string, now time.Time) Event {
-	return Event{Event: SNDSStatus, Time: now.UTC(), IP: ip, Was: was, Status: status}
+// FromSNDS is the alert for an SNDS import's event: ok is false for one
+// that is no change of status (a failed import).
+func FromSNDS(e snds.Event) (ev Event, ok bool) {
+	status, ok := map[snds.EventKind]string{snds.EventBlocked: "blocked", snds.EventUnblocked: "unblocked",
+		snds.EventRed: "red", snds.EventComplaints: "complaints"}[e.Kind]
+	if !ok {
+		return Event{}, false
+	}
+	ev = Event{Event: SNDSStatus, Time: e.At.UTC(), Status: status, Reason: e.Reason, ComplaintRate: e.Complaints, Threshold: e.Threshold}
+	if e.IP.IsValid() {
+		ev.IP = e.IP.String()
+	}
+	if !e.Day.IsZero() {
+		ev.Day = e.Day.Format(time.DateOnly)
+	}
+	return ev, true
 }

@@ -2,11 +2,13 @@ package alert
 
 import (
 	"encoding/json"
+	"net/netip"
 	"testing"
 	"time"
 
 	"github.com/msgate/msgate/policy"
 	"github.com/msgate/msgate/policy/replies"
+	"github.com/msgate/msgate/policy/snds"
 	"github.com/msgate/msgate/policy/state"
 )
 
@@ -17,6 +19,13 @@ func TestAlertEventJSON(t *testing.T) {
 	complaints := []state.Complaint{{}, {}, {}}
 	flag := func(t policy.Transition) Event {
 		ev, ok := FromTransition(t, now)
+		if !ok {
+			return Event{Event: "none"}
+		}
+		return ev
+	}
+	sndsEvent := func(e snds.Event) Event {
+		ev, ok := FromSNDS(e)
 		if !ok {
 			return Event{Event: "none"}
 		}
@@ -46,8 +55,14 @@ func TestAlertEventJSON(t *testing.T) {
 			`{"event":"resumed","time":"2026-12-03T08:30:00Z","class":"throttle","rule":"ip_reputation","until":"2026-12-03T08:40:00Z"}`},
 		{"cap lowered", FromDelivery(replies.Event{Kind: replies.EventCapLowered, At: now, Rule: "server_busy", CapFactor: 0.5}, "throttle"),
 			`{"event":"cap_lowered","time":"2026-12-03T08:30:00Z","class":"throttle","rule":"server_busy","cap_factor":0.5}`},
-		{"snds", FromSNDS("192.0.2.25", "GREEN", "RED", now),
-			`{"event":"snds_status","time":"2026-12-03T08:30:00Z","ip":"192.0.2.25","status":"RED","was":"GREEN"}`},
+		{"snds blocked", sndsEvent(snds.Event{Kind: snds.EventBlocked, At: now, Reason: "Blocked due to user complaints or other evidence of spamming"}),
+			`{"event":"snds_status","time":"2026-12-03T08:30:00Z","reason":"Blocked due to user complaints or other evidence of spamming","status":"blocked"}`},
+		{"snds complaints", sndsEvent(snds.Event{Kind: snds.EventComplaints, At: now, IP: netip.MustParseAddr("192.0.2.25"),
+			Day: time.Date(2026, 12, 2, 0, 0, 0, 0, time.UTC), Complaints: "0.5%", Threshold: 0.3}),
+			`{"event":"snds_status","time":"2026-12-03T08:30:00Z","status":"complaints","ip":"192.0.2.25","day":"2026-12-02","complaint_rate":"0.5%","threshold":0.3}`},
+		{"snds import failed", sndsEvent(snds.Event{Kind: snds.EventImportFailed, At: now, Reason: "timeout"}), `{"event":"none","time":"0001-01-01T00:00:00Z"}`},
+		{"an SNDS block of delivery", FromDelivery(replies.Event{Kind: replies.EventBlocked, At: now, Rule: "snds", Reply: "listed", Until: now.Add(time.Hour)}, ""),
+			`{"event":"blocked","time":"2026-12-03T08:30:00Z","class":"block","rule":"snds","reply":"listed","until":"2026-12-03T09:30:00Z"}`},
 	}
 	for _, tt := range tests {
 		b, err := json.Marshal(tt.ev)
