@@ -139,3 +139,7 @@ func (m *Metrics) Observe(stage string, d policy.Decision, took time.Duration) {
 	}
 	o.(prometheus.Observer).Observe(took.Seconds())
 }
+
+// Registerer is where other parts of msgate register their metrics, to be
+// served on /metrics with these.
+func (m *Metrics) Registerer() prometheus.Registerer { return m.reg }
