@@ -109,6 +109,10 @@ func writeConfig(t *testing.T, path string, cfg *config.Config) {
 	if r := cfg.Replies; r.Listen != "" || r.LogFile != "" {
 		fmt.Fprintf(&b, "[replies]\nlisten = %q\nlog_file = %q\n", r.Listen, r.LogFile)
 	}
+	if s := cfg.SNDS; s.Key != "" {
+		ips, _ := json.Marshal(append([]string{}, s.IPs...))
+		fmt.Fprintf(&b, "[snds]\nkey = %q\nbase_url = %q\ninterval = %q\nips = %s\n", s.Key, s.BaseURL, s.Interval.String(), ips)
+	}
 	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
 		t.Fatal(err)
 	}

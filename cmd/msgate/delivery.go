@@ -24,6 +24,7 @@ import (
 	"github.com/msgate/msgate/policy"
 	"github.com/msgate/msgate/policy/config"
 	"github.com/msgate/msgate/policy/replies"
+	"github.com/msgate/msgate/policy/snds"
 	"github.com/msgate/msgate/policy/state"
 )
 
@@ -92,6 +93,9 @@ type deliveryFeed struct {
 	// domains and the suspension's end; refreshed is when it was written.
 	mapped    string
 	refreshed time.Time
+	// sndsBlock is SNDS's say (snds.go): it blocks delivery too while
+	// active, whatever the replies say.
+	sndsBlock snds.Block
 }
 
 // mapRefresh is how often at most a paused transport map is rewritten for
@@ -240,7 +244,7 @@ func (f *deliveryFeed) took(evs []replies.Event, now time.Time) {
 
 // publish puts the state in force in the engine and the gauges (f.mu held).
 func (f *deliveryFeed) publish(now time.Time) {
-	st := f.tr.State()
+	st := f.state(now)
 	dl := policy.Delivery{Hold: f.cfg.PausedAction == config.ActionHold, CapFactor: f.tr.CapFactor(now)}
 	if st.Paused(now) {
 		dl.Until = st.Until
@@ -251,6 +255,12 @@ func (f *deliveryFeed) publish(now time.Time) {
 	}
 	f.engine.SetDelivery(dl)
 	f.metrics.SetDelivery(int(st.Mode), dl.CapFactor)
+}
+
+// state is the delivery state in force (f.mu held): the replies', with
+// an SNDS block folded in.
+func (f *deliveryFeed) state(now time.Time) replies.State {
+	return f.sndsBlock.Apply(f.tr.State(), now)
 }
 
 // held records a message put on hold while delivery was suspended. A
@@ -268,7 +278,7 @@ func (f *deliveryFeed) held(id string) {
 func (f *deliveryFeed) status() admin.DeliveryStatus {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	st := f.tr.State()
+	st := f.state(f.now())
 	ds := admin.DeliveryStatus{Feed: f.cfg.Listen != "" || f.cfg.LogFile != "", State: st.Mode.String(), Held: len(f.saved.Held), Paused: f.saved.QueuePaused}
 	if st.Mode != replies.Normal {
 		ds.Since, ds.Until, ds.Rule, ds.Reply = st.Since, st.Until, st.Rule, st.Reply
@@ -306,7 +316,7 @@ func (f *deliveryFeed) step(ctx context.Context) {
 	}
 	evs := f.events
 	f.events = nil
-	st := f.tr.State()
+	st := f.state(now)
 	cfg := f.cfg
 	rules := f.rcfg.Rules
 	paused := st.Paused(now)

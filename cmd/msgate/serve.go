@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"reflect"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -133,6 +134,8 @@ type daemon struct {
 	now     func() time.Time
 	// ingester is nil when the store cannot keep complaints.
 	ingester atomic.Pointer[feedback.Ingester]
+	// snds imports SNDS's exports; nil when [snds] key is empty.
+	snds *sndsFeed
 	// feed is what Microsoft's replies do; feedLn, when set, is where
 	// Postfix reports them.
 	// alerts carries [alerts] out.
@@ -272,6 +275,10 @@ func newDaemon(cfg *config.Config, log *zap.Logger) (*daemon, error) {
 	}
 	d.feed.attributions = store
 	d.feed.alert = d.alerts.delivery
+	if d.snds, err = newSNDSFeed(cfg, log, d.metrics, d.feed, func() time.Time { return d.now() }); err != nil {
+		store.Close()
+		return nil, err
+	}
 	d.srv.Observe(func(stage string, dec policy.Decision, took time.Duration) {
 		d.metrics.Observe(stage, dec, took)
 		d.alerts.observe(stage, dec)
@@ -284,6 +291,10 @@ func newDaemon(cfg *config.Config, log *zap.Logger) (*daemon, error) {
 		releasable: func(now time.Time) bool { return !d.engine.Delivery().Paused(now) }}
 	d.api = &admin.Server{Engine: d.engine, Metrics: d.metrics, Now: d.now, Sessions: d.srv.Active, Log: log.Named("admin"),
 		Ingest: d.ingest, Delivery: d.feed.status, Release: d.rel.run}
+	d.api.SNDS = d.snds.status
+	if d.snds != nil {
+		d.snds.OnEvent = d.alerts.snds
+	}
 	d.api.Changed = d.alerts.transition
 	d.setIngester(pc)
 	return d, nil
@@ -341,6 +352,7 @@ func (d *daemon) apply(cfg *config.Config) error {
 		"replies.listen":     cfg.Replies.Listen != old.Replies.Listen,
 		"replies.log_file":   cfg.Replies.LogFile != old.Replies.LogFile,
 		"replies.state_file": cfg.ReplyStateFile() != old.ReplyStateFile(),
+		"snds":               !reflect.DeepEqual(cfg.SNDS, old.SNDS),
 	} {
 		if changed {
 			d.log.Warn("reload: this setting changes only on restart", zap.String("key", key))
@@ -391,6 +403,11 @@ func (d *daemon) run(ctx context.Context, ln, adminLn net.Listener) error {
 		logDone := make(chan struct{})
 		go func() { d.feed.followLog(fctx, path); close(logDone) }()
 		defer func() { fstop(); <-logDone }()
+	}
+	if d.snds != nil {
+		sndsDone := make(chan struct{})
+		go func() { d.snds.run(fctx); close(sndsDone) }()
+		defer func() { fstop(); <-sndsDone }()
 	}
 	if d.feedLn != nil {
 		fs := d.feed.serveFeed(d.feedLn)

@@ -76,7 +76,7 @@ func runStatus(args []string, stdout, stderr io.Writer) int {
 	}
 	dl := st.Delivery
 	switch {
-	case !dl.Feed:
+	case !dl.Feed && dl.State == "normal":
 		fmt.Fprintf(w, "Microsoft delivery:\tnot observed (set [replies] listen or log_file)\n")
 	case dl.State == "normal":
 		fmt.Fprintf(w, "Microsoft delivery:\tnormal\n")
@@ -84,6 +84,7 @@ func runStatus(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(w, "Microsoft delivery:\t%s since %s until %s (rule %s; %d held, queue paused: %v)\n\tlast reply: %s\n",
 			dl.State, dl.Since.Format(time.RFC3339), dl.Until.Format(time.RFC3339), dl.Rule, dl.Held, dl.Paused, dl.Reply)
 	}
+	printSNDS(w, st.SNDS)
 	fmt.Fprintf(w, "Milter sessions:\t%d\n", st.Sessions)
 	var rules []string
 	for _, r := range st.Rules {
@@ -214,4 +215,39 @@ func runAccount(args []string, stdout, stderr io.Writer) int {
 		return usage()
 	}
 	return exitOK
+}
+
+// printSNDS writes the last SNDS import's lines of msgate status.
+func printSNDS(w io.Writer, s admin.SNDSStatus) {
+	switch {
+	case !s.Enabled:
+		fmt.Fprintf(w, "SNDS:\toff (set [snds] key)\n")
+		return
+	case s.Imported.IsZero():
+		fmt.Fprintf(w, "SNDS:\tno import yet\n")
+	default:
+		fmt.Fprintf(w, "SNDS:\timported %s: %d green, %d yellow, %d red; worst complaint rate %s (%s); %d over %v%%\n",
+			s.Imported.Format(time.RFC3339), s.Green, s.Yellow, s.Red, orNone(s.WorstComplaintRate), orNone(s.WorstIP), s.OverThreshold, s.ComplaintThreshold)
+	}
+	if s.Blocked {
+		fmt.Fprintf(w, "\tBLOCKED since %s: %s\n", s.BlockedSince.Format(time.RFC3339), s.Reason)
+	}
+	for _, ip := range s.IPs {
+		switch {
+		case ip.InData:
+			fmt.Fprintf(w, "\t%s: %s, complaint rate %s, blocked: %v\n", ip.IP, ip.Filter, ip.ComplaintRate, ip.Blocked)
+		default:
+			fmt.Fprintf(w, "\t%s: no data, blocked: %v\n", ip.IP, ip.Blocked)
+		}
+	}
+	if s.LastError != "" {
+		fmt.Fprintf(w, "\tlast fetch %s failed (%d failures so far): %s\n", s.LastAttempt.Format(time.RFC3339), s.ImportErrors, s.LastError)
+	}
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "none"
+	}
+	return s
 }

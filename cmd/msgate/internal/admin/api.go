@@ -115,6 +115,7 @@ type Status struct {
 	Flagged     []Flagged       `json:"flagged"`
 	Sessions    int             `json:"sessions"`
 	Delivery    DeliveryStatus  `json:"microsoft_delivery"`
+	SNDS        SNDSStatus      `json:"snds"`
 }
 
 // Server is the admin API's HTTP handler.
@@ -135,6 +136,8 @@ type Server struct {
 	// Release releases held mail (msgate release); nil answers that this
 	// daemon does not.
 	Release func(ctx context.Context, req ReleaseRequest) (ReleaseReport, error)
+	// SNDS reports the last SNDS import; nil reports it off.
+	SNDS func() SNDSStatus
 }
 
 // Handler returns the routes.
@@ -219,6 +222,9 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 		Delivery: DeliveryStatus{State: "normal"}}
 	if s.Delivery != nil {
 		st.Delivery = s.Delivery()
+	}
+	if s.SNDS != nil {
+		st.SNDS = s.SNDS()
 	}
 	var err error
 	if st.Cap, err = capStatus(ctx, s.Engine, now); err != nil {

@@ -22,6 +22,7 @@ type Metrics struct {
 	delivery  prometheus.Gauge
 	capFactor prometheus.Gauge
 	feedback  *feedbackMetrics
+	snds      *sndsMetrics
 	// The children of decisions and latency met so far: a label set
 	// resolved once, not hashed and checked on every decision.
 	counters sync.Map // decisionLabels -> prometheus.Counter
@@ -79,6 +80,7 @@ func NewMetrics(capUsage func() (used, limit float64), det func() detect.Stats, 
 	})
 	m.capFactor.Set(1)
 	m.feedback = newFeedbackMetrics(reg)
+	m.snds = newSNDSMetrics(reg)
 	reg.MustRegister(m.decisions, m.latency, m.sync, m.replies, m.delivery, m.capFactor)
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "msgate_cap_used",
