@@ -70,6 +70,7 @@ func (d *daemon) ingest(ctx context.Context, raw []byte) (feedback.Result, error
 		return res, nil
 	}
 	st := res.Change.Now
+	d.alerts.transition(res.Change, now)
 	log.Info("complaint recorded", zap.Int("complaints", len(st.Complaints)), zap.Bool("flagged", st.Flagged))
 	if res.Change.Flagged() && st.Threshold != nil {
 		ev := FlagEvent{Event: "flagged", Account: res.Account, Action: st.Action.String(),
