@@ -29,6 +29,7 @@ import (
 	"github.com/msgate/msgate/policy/state/embedded"
 	"github.com/msgate/msgate/policy/state/memory"
 	redisstate "github.com/msgate/msgate/policy/state/redis"
+	goredis "github.com/redis/go-redis/v9"
 )
 
 func runServe(args []string, stdout, stderr io.Writer) int {
@@ -220,6 +221,7 @@ func openStore(cfg *config.Config, log *zap.Logger, observeSync func(time.Durati
 		if err := os.MkdirAll(filepath.Dir(cfg.State.Path), 0o750); err != nil {
 			return nil, fmt.Errorf("creating the state directory: %w", err)
 		}
+		goredis.SetLogger(redisLog{log.Named("redis")})
 		c, err := redisstate.Dial(cfg.State.RedisURL, cfg.State.Timeout.D())
 		if err != nil {
 			return nil, fmt.Errorf("state.redis_url: %w", err)
@@ -234,6 +236,14 @@ func openStore(cfg *config.Config, log *zap.Logger, observeSync func(time.Durati
 		return s, nil
 	}
 	return nil, fmt.Errorf("state.backend %q is not available", cfg.State.Backend)
+}
+
+// redisLog puts go-redis's own messages (a failed dial, a dropped
+// connection) in msgate's log, at warn: they say Redis is unreachable.
+type redisLog struct{ log *zap.Logger }
+
+func (l redisLog) Printf(_ context.Context, format string, v ...any) {
+	l.log.Warn(fmt.Sprintf(format, v...))
 }
 
 func newDaemon(cfg *config.Config, log *zap.Logger) (*daemon, error) {

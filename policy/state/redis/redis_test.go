@@ -250,7 +250,7 @@ func TestLapsedReservationsAreSwept(t *testing.T) {
 		t.Errorf("held set after Expire: %q, want it empty", m)
 	}
 	for _, c := range odd {
-		if r := mr.HGet("{msgate}:c:"+c.Key, "r"); r != "0" {
+		if r := mr.HGet("{msgate}:c:"+c.Key, "t"); r != "0" {
 			t.Errorf("%q after the sweep: %q units reserved, want 0", c.Key, r)
 		}
 		if u, err := s.Usage(ctx, c.Key, c.Window, t0.Add(2*time.Minute)); err != nil || u != (state.Usage{}) {

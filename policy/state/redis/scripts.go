@@ -11,22 +11,28 @@ import (
 // side never computes with nanoseconds, which its doubles cannot hold
 // exactly.
 //
-// A counter is one hash: its window ("w", ns), the committed units in its
-// live buckets ("t"), the lowest bucket index that may still be in it
-// ("o"), the units reserved and not yet committed or released ("r"), when
-// Redis will drop the hash ("x", unix ms by Redis's clock), and one field
-// per bucket. Every reservation is also a member of one sorted set, the
-// held set, scored by when it lapses; its name lists the counters it holds
-// a unit against, so that sweep can give back the units of a daemon that
-// died. Keeping "x" saves a PEXPIRE on most calls: a hash's TTL is
+// A counter is one hash: its window ("w", ns), one field per bucket of
+// committed units, the lowest bucket index that may still be in it ("o"),
+// the total ("t") of its live buckets AND its reservations, and when Redis
+// will drop it ("x", unix ms by Redis's clock). A reservation adds to "t";
+// its commit moves it into a bucket (and leaves "t" alone); a release
+// takes it off "t". Every reservation is also a member of one sorted set,
+// the held set, scored by when it lapses; its name lists the counters it
+// holds a unit against, so that sweep can give back the units of a daemon
+// that died. Keeping "x" saves a PEXPIRE on most calls: a hash's TTL is
 // renewed only when it would end before what the call needs.
+//
+// Each script reads a counter once per batch however many requests of the
+// batch touch it (the cap: all of them), decides every request in Lua,
+// and writes each counter once: what Redis spends on a script grows with
+// the commands it calls.
 const commonLua = `
 local function nowms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 -- trim drops the buckets that left the window, once per bucket width, not
--- per unit, and returns the live total.
+-- per unit, and returns the new total.
 local function trim(c, oldest, o, t)
   t = tonumber(t or '0')
   o = tonumber(o)
@@ -68,10 +74,17 @@ local function sweep(held, now, p, limit)
   local gone = redis.call('ZRANGEBYSCORE', held, '-inf', now, 'LIMIT', 0, limit)
   for _, m in ipairs(gone) do
     for _, c in ipairs(countersOf(m, p)) do
-      if redis.call('HEXISTS', c, 'r') == 1 then redis.call('HINCRBY', c, 'r', -1) end
+      if redis.call('HEXISTS', c, 't') == 1 then redis.call('HINCRBY', c, 't', -1) end
     end
   end
   if #gone > 0 then redis.call('ZREM', held, unpack(gone)) end
+end
+-- renew sets a counter's TTL when Redis would drop it before need.
+local function renew(c, x, need, tnow, ttl)
+  if tonumber(x or '0') < need then
+    redis.call('PEXPIRE', c, ttl)
+    redis.call('HSET', c, 'x', tnow + tonumber(ttl))
+  end
 end
 `
 
@@ -98,32 +111,48 @@ local held, lapse = KEYS[1], ARGV[3]
 sweep(held, ARGV[2], ARGV[5], ` + strconv.Itoa(sweepLimit) + `)
 local tnow = nowms()
 local need = tnow + tonumber(ARGV[4])
+local st, order = {}, {}
+-- load reads counter c once per batch; nil when it is under another
+-- window than win.
+local function load(c, win, oldest, ttl)
+  local s = st[c]
+  if not s then
+    local h = redis.call('HMGET', c, 'w', 'o', 't', 'x')
+    s = {w = h[1], fresh = not h[1], oldest = oldest, add = 0, x = h[4], ttl = ttl}
+    if not s.w or s.w == win then s.t = trim(c, oldest, h[2], h[3]) end
+    st[c] = s
+    order[#order+1] = c
+  elseif s.t and oldest > s.oldest then
+    -- a later request of the batch in the next bucket: trim again
+    s.t, s.oldest = trim(c, oldest, redis.call('HGET', c, 'o'), s.t), oldest
+  end
+  if s.w and s.w ~= win then return nil end
+  s.w = win
+  return s
+end
+local members = {}
 local function reserve(k, a, n, member)
-  local used, hs = {}, {}
+  local ss = {}
   for i = 1, n do
-    local c, b = KEYS[k+i-1], a + (i-1)*5
-    local h = redis.call('HMGET', c, 'w', 'o', 't', 'r', 'x')
-    if h[1] and h[1] ~= ARGV[b] then return {'rebucket', i-1} end
-    local u = trim(c, tonumber(ARGV[b+3]), h[2], h[3]) + tonumber(h[4] or '0')
+    local b = a + (i-1)*5
+    local s = load(KEYS[k+i-1], ARGV[b], tonumber(ARGV[b+3]), ARGV[b+4])
+    if not s then return {'rebucket', i-1} end
+    local u = s.t + s.add
     if ARGV[b+2] ~= '1' and u + 1 > tonumber(ARGV[b+1]) then
       return {0, i-1, u}
     end
-    used[i], hs[i] = u, h
+    ss[i] = s
   end
   local out = {1}
   for i = 1, n do
-    local c, b, h = KEYS[k+i-1], a + (i-1)*5, hs[i]
-    redis.call('HINCRBY', c, 'r', 1)
-    if not h[1] then redis.call('HSET', c, 'w', ARGV[b]) end
-    if tonumber(h[5] or '0') < need then
-      redis.call('PEXPIRE', c, ARGV[b+4])
-      redis.call('HSET', c, 'x', tnow + tonumber(ARGV[b+4]))
-    end
-    if ARGV[b+2] == '1' and used[i] + 1 > tonumber(ARGV[b+1]) then
+    local b, s = a + (i-1)*5, ss[i]
+    if ARGV[b+2] == '1' and s.t + s.add + 1 > tonumber(ARGV[b+1]) then
       out[#out+1] = i-1
     end
+    s.add = s.add + 1
   end
-  redis.call('ZADD', held, lapse, member)
+  members[#members+1] = lapse
+  members[#members+1] = member
   return out
 end
 local replies = {}
@@ -134,6 +163,15 @@ for x = 1, tonumber(ARGV[1]) do
   a = a + 2 + 5*n
   k = k + n
 end
+for _, c in ipairs(order) do
+  local s = st[c]
+  if s.add > 0 then
+    redis.call('HINCRBY', c, 't', s.add)
+    if s.fresh then redis.call('HSET', c, 'w', s.w) end
+    renew(c, s.x, need, tnow, s.ttl)
+  end
+end
+if #members > 0 then redis.call('ZADD', held, unpack(members)) end
 return replies
 `)
 
@@ -152,43 +190,82 @@ return replies
 var commitScript = goredis.NewScript(commonLua + `
 local held = KEYS[1]
 local tnow = nowms()
+-- Whether the members are held, for the whole batch in one read.
+local all, a = {}, 2
+for x = 1, tonumber(ARGV[1]) do
+  local k, m = tonumber(ARGV[a]), tonumber(ARGV[a+1])
+  for j = 1, m do all[#all+1] = ARGV[a+2+5*k+j-1] end
+  a = a + 2 + 5*k + m
+end
+local isHeld = {}
+if #all > 0 then
+  local scores = redis.call('ZMSCORE', held, unpack(all))
+  for j = 1, #all do isHeld[all[j]] = scores[j] ~= false and scores[j] ~= nil end
+end
+local st, order, done = {}, {}, {}
+local function load(c)
+  local s = st[c]
+  if not s then
+    local h = redis.call('HMGET', c, 'w', 'o', 'x')
+    s = {w = h[1], fresh = not h[1], o = tonumber(h[2]), x = h[3], buckets = {}, border = {}, need = 0}
+    st[c] = s
+    order[#order+1] = c
+  end
+  return s
+end
 local function commit(kk, b, k, m)
   local members = {}
-  for j = 1, m do members[j] = ARGV[b+5*k+j-1] end
-  for _, sc in ipairs(redis.call('ZMSCORE', held, unpack(members))) do
-    if not sc then return {'unknown'} end
+  for j = 1, m do
+    members[j] = ARGV[b+5*k+j-1]
+    if not isHeld[members[j]] then return {'unknown'} end
   end
-  local hs = {}
+  local ss = {}
   for i = 1, k do
-    local c, at = KEYS[kk+i-1], b + (i-1)*5
-    local h = redis.call('HMGET', c, 'w', 'o', 'x')
-    if h[1] and h[1] ~= ARGV[at] then return {'rebucket', i-1} end
-    hs[i] = h
+    local s, at = load(KEYS[kk+i-1]), b + (i-1)*5
+    if s.w and s.w ~= ARGV[at] then return {'rebucket', i-1} end
+    ss[i] = s
   end
-  redis.call('ZREM', held, unpack(members))
+  for j = 1, m do
+    isHeld[members[j]] = false
+    done[#done+1] = members[j]
+  end
   for i = 1, k do
-    local c, at, h = KEYS[kk+i-1], b + (i-1)*5, hs[i]
-    local u = ARGV[at+4]
-    redis.call('HINCRBY', c, ARGV[at+1], u)
-    redis.call('HINCRBY', c, 't', u)
-    redis.call('HINCRBY', c, 'r', -tonumber(u))
-    if not h[1] then redis.call('HSET', c, 'w', ARGV[at]) end
-    if not h[2] or tonumber(ARGV[at+1]) < tonumber(h[2]) then redis.call('HSET', c, 'o', ARGV[at+1]) end
-    if tonumber(h[3] or '0') < tnow + tonumber(ARGV[at+3]) then
-      redis.call('PEXPIRE', c, ARGV[at+2])
-      redis.call('HSET', c, 'x', tnow + tonumber(ARGV[at+2]))
+    local s, at = ss[i], b + (i-1)*5
+    local idx = ARGV[at+1]
+    if not s.buckets[idx] then
+      s.buckets[idx] = 0
+      s.border[#s.border+1] = idx
     end
+    s.buckets[idx] = s.buckets[idx] + tonumber(ARGV[at+4])
+    s.w, s.ttl = ARGV[at], ARGV[at+2]
+    s.need = math.max(s.need, tonumber(ARGV[at+3]))
   end
   return {1}
 end
 local replies = {}
-local a, kk = 2, 2
+local kk
+a, kk = 2, 2
 for x = 1, tonumber(ARGV[1]) do
   local k, m = tonumber(ARGV[a]), tonumber(ARGV[a+1])
   replies[x] = commit(kk, a + 2, k, m)
   a = a + 2 + 5*k + m
   kk = kk + k
 end
+for _, c in ipairs(order) do
+  local s = st[c]
+  if #s.border > 0 then
+    local low = s.o
+    for _, idx in ipairs(s.border) do
+      redis.call('HINCRBY', c, idx, s.buckets[idx])
+      local n = tonumber(idx)
+      if not low or n < low then low = n end
+    end
+    if low ~= s.o then redis.call('HSET', c, 'o', low) end
+    if s.fresh then redis.call('HSET', c, 'w', s.w) end
+    renew(c, s.x, tnow + s.need, tnow, s.ttl)
+  end
+end
+if #done > 0 then redis.call('ZREM', held, unpack(done)) end
 return replies
 `)
 
@@ -198,7 +275,7 @@ var releaseScript = goredis.NewScript(`
 if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 0 end
 redis.call('ZREM', KEYS[1], ARGV[1])
 for i = 2, #KEYS do
-  if redis.call('HEXISTS', KEYS[i], 'r') == 1 then redis.call('HINCRBY', KEYS[i], 'r', -1) end
+  if redis.call('HEXISTS', KEYS[i], 't') == 1 then redis.call('HINCRBY', KEYS[i], 't', -1) end
 end
 return 1
 `)
@@ -209,9 +286,15 @@ return 1
 // written replies {0, 0}.
 var usageScript = goredis.NewScript(commonLua + `
 sweep(KEYS[2], ARGV[3], ARGV[4], ` + strconv.Itoa(sweepLimit) + `)
-local h = redis.call('HMGET', KEYS[1], 'w', 'o', 't', 'r')
+local h = redis.call('HMGET', KEYS[1], 'w', 'o', 't')
 if h[1] and h[1] ~= ARGV[1] then return {'rebucket'} end
-return {trim(KEYS[1], tonumber(ARGV[2]), h[2], h[3]), tonumber(h[4] or '0')}
+local t = trim(KEYS[1], tonumber(ARGV[2]), h[2], h[3])
+local committed = 0
+local all = redis.call('HGETALL', KEYS[1])
+for j = 1, #all, 2 do
+  if tonumber(all[j]) then committed = committed + tonumber(all[j+1]) end
+end
+return {committed, t - committed}
 `)
 
 // expireScript trims one counter: KEYS its hash; ARGV oldest bucket index.

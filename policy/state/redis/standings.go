@@ -29,6 +29,7 @@ const (
 	// after the last sign of life the cache is no longer trusted.
 	pingEvery  = 250 * time.Millisecond
 	staleAfter = time.Second
+	maxPause   = 5 * time.Second
 	// maxStandings bounds the cache; when full it starts again empty.
 	maxStandings = 100_000
 	// allAccounts is published when every account's standing may have
@@ -141,18 +142,21 @@ func (s *Store) subscribe(ctx context.Context) {
 			}
 		}
 	}()
+	pause := pingEvery
 	for ctx.Err() == nil {
 		msg, err := ps.ReceiveTimeout(ctx, staleAfter)
 		if err != nil {
-			// Not trusted until a new subscription confirms; a short
-			// pause so that a Redis that is down is not dialled in a
-			// tight loop.
+			// Not trusted until a new subscription confirms. A Redis
+			// that stays down is dialled less and less often, at
+			// least every maxPause: until then the cache is not used.
 			select {
 			case <-ctx.Done():
-			case <-time.After(pingEvery):
+			case <-time.After(pause):
 			}
+			pause = min(2*pause, maxPause)
 			continue
 		}
+		pause = pingEvery
 		switch m := msg.(type) {
 		case *goredis.Subscription:
 			s.lived(m.Kind == "subscribe")

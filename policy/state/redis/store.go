@@ -397,7 +397,6 @@ func (s *Store) rebucket(ctx context.Context, key string, window time.Duration) 
 				return nil // gone, or done by someone else
 			}
 			moved := map[int64]int64{}
-			var total int64
 			low := int64(math.MaxInt64)
 			for f, v := range all {
 				idx, err1 := strconv.ParseInt(f, 10, 64)
@@ -407,7 +406,6 @@ func (s *Store) rebucket(ctx context.Context, key string, window time.Duration) 
 				}
 				j := state.Rebucket(idx, time.Duration(from), window)
 				moved[j] += n
-				total += n
 				low = min(low, j)
 			}
 			_, err = tx.TxPipelined(ctx, func(p goredis.Pipeliner) error {
@@ -415,10 +413,10 @@ func (s *Store) rebucket(ctx context.Context, key string, window time.Duration) 
 				for idx, n := range moved {
 					p.HSet(ctx, c, strconv.FormatInt(idx, 10), n)
 				}
-				p.HSet(ctx, c, "w", int64(window), "t", total)
-				if r, ok := all["r"]; ok {
-					p.HSet(ctx, c, "r", r)
-				}
+				// Moving units between buckets leaves the total of
+				// buckets and reservations as it was.
+				t, _ := strconv.ParseInt(all["t"], 10, 64)
+				p.HSet(ctx, c, "w", int64(window), "t", t)
 				if len(moved) > 0 {
 					p.HSet(ctx, c, "o", low)
 				}
