@@ -78,6 +78,9 @@ type deliveryFeed struct {
 	// alert is told every transition, with the rules in force; nil
 	// tells nobody.
 	alert func(e replies.Event, rules []replies.Rule)
+	// paced reports that [release] releases held mail at its pace (and
+	// wakes it); the feed then leaves the mail it held to it.
+	paced func() bool
 
 	mu     sync.Mutex
 	cfg    config.Replies
@@ -323,7 +326,12 @@ func (f *deliveryFeed) step(ctx context.Context) {
 	// Held mail goes once delivery resumed and its probation passed.
 	resumed := !paused && len(f.saved.Held) > 0 && st.Mode == replies.Normal && !st.OnProbation(now)
 	var release []string
-	if resumed {
+	if resumed && f.paced != nil && f.paced() {
+		// Counted and at the cap's pace, rather than all at once and
+		// uncounted.
+		f.log.Info("delivery resumed; held mail is left to the paced release", zap.Int("messages", len(f.saved.Held)))
+		f.saved.Held, f.dirty = nil, true
+	} else if resumed {
 		release = slices.Clone(f.saved.Held)
 	}
 	dirty := f.dirty

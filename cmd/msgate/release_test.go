@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/zap"
+
 	"github.com/msgate/msgate/cmd/msgate/internal/admin"
 	"github.com/msgate/msgate/policy"
 	"github.com/msgate/msgate/policy/config"
@@ -211,4 +213,45 @@ func TestReleaseErrors(t *testing.T) {
 			t.Errorf("exit %d, %q", code, errOut.String())
 		}
 	})
+}
+
+// When Microsoft delivery resumes, the mail the delivery feed held goes
+// all at once without [release]; with it, the feed leaves it to the paced
+// release and wakes it.
+func TestResumeLeavesHeldMailToPacedRelease(t *testing.T) {
+	for _, enabled := range []bool{false, true} {
+		t.Run(fmt.Sprintf("enabled=%v", enabled), func(t *testing.T) {
+			dir := t.TempDir()
+			cfg := config.Default()
+			cfg.State.Path = filepath.Join(dir, "state.db")
+			cfg.Replies.OnResume = nil
+			marker := filepath.Join(dir, "released")
+			cfg.Replies.Release = []string{"/bin/sh", "-c", `echo "$@" >>` + marker, "postsuper"}
+			cfg.Release.Enabled = enabled
+			d, err := newDaemon(cfg, zap.NewNop())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer d.close()
+			d.feed.held("4HELD1")
+			d.feed.step(context.Background())
+			b, _ := os.ReadFile(marker)
+			if got := strings.TrimSpace(string(b)); enabled && got != "" || !enabled && got != "-H 4HELD1" {
+				t.Errorf("the feed released %q", got)
+			}
+			if n := d.feed.status().Held; n != 0 {
+				t.Errorf("the feed still holds %d", n)
+			}
+			select {
+			case <-d.rel.wake:
+				if !enabled {
+					t.Error("the paced release was woken while off")
+				}
+			default:
+				if enabled {
+					t.Error("the paced release was not woken")
+				}
+			}
+		})
+	}
 }

@@ -37,6 +37,8 @@ type releaser struct {
 	// (it is not suspended). The ids the delivery feed releases at the
 	// resume may have left already: postsuper -H skips those.
 	releasable func(now time.Time) bool
+	// wake starts a run of the loop before its interval is up.
+	wake chan struct{}
 
 	// mu makes runs one at a time: two runs planning on the same room
 	// would each reserve it, and the second would find no room.
@@ -240,6 +242,8 @@ func (r *releaser) loop(ctx context.Context) {
 			t.Stop()
 			return
 		case <-t.C:
+		case <-r.wake:
+			t.Stop()
 		}
 		if !r.cfg().Release.Enabled {
 			continue
@@ -248,6 +252,20 @@ func (r *releaser) loop(ctx context.Context) {
 			r.log.Error("release run failed; held mail stays held", zap.Error(err))
 		}
 	}
+}
+
+// takeOver reports whether release.enabled is on and, when it is, wakes
+// the loop: the delivery feed asks at the resume of Microsoft delivery,
+// to leave the mail it held to the paced release.
+func (r *releaser) takeOver() bool {
+	if !r.cfg().Release.Enabled {
+		return false
+	}
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
+	return true
 }
 
 // heldReleased matches postsuper's count of what -H released.

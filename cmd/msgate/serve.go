@@ -298,7 +298,8 @@ func newDaemon(cfg *config.Config, log *zap.Logger) (*daemon, error) {
 	})
 	d.rel = &releaser{log: log.Named("release"), engine: d.engine, cfg: d.cfg.Load, attributions: store, now: d.now,
 		detector:   func() policy.Detector { return d.det.Load() },
-		releasable: func(now time.Time) bool { return !d.engine.Delivery().Paused(now) }}
+		releasable: func(now time.Time) bool { return !d.engine.Delivery().Paused(now) }, wake: make(chan struct{}, 1)}
+	d.feed.paced = d.rel.takeOver
 	d.api = &admin.Server{Engine: d.engine, Metrics: d.metrics, Now: d.now, Sessions: d.srv.Active, Log: log.Named("admin"),
 		Ingest: d.ingest, Delivery: d.feed.status, Release: d.rel.run}
 	d.api.SNDS = d.snds.status
