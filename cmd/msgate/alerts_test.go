@@ -408,3 +408,46 @@ func BenchmarkAlertDecisions(b *testing.B) {
 		})
 	}
 }
+
+// An SNDS import that lists the server's IP alerts once (snds_status
+// blocked, and blocked for Microsoft delivery); the same import again
+// alerts nothing new.
+func TestAlertsSNDS(t *testing.T) {
+	rcv := startAlertReceiver(t)
+	fake := startFakeSNDS(t)
+	fake.serve("data-mixed.csv", "status-blocked.csv")
+	a := startAlertDaemon(t, zaptest.NewLogger(t), func(c *config.Config) {
+		sndsConfig(fake)(c)
+		c.Alerts.URL = rcv.URL
+	})
+	rcv.waitFor(t, alert.SNDSStatus, 1)
+	rcv.waitFor(t, alert.Blocked, 1)
+	if err := a.d.snds.importOnce(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	a.stop()
+	statuses := map[string]int{}
+	blocked := 0
+	for _, ev := range rcv.got() {
+		switch ev.Event {
+		case alert.SNDSStatus:
+			statuses[ev.Status]++
+			if ev.Status == "blocked" && !strings.Contains(ev.Reason, "Blocked due to user complaints") {
+				t.Errorf("snds blocked alert %+v", ev)
+			}
+		case alert.Blocked:
+			blocked++
+			if ev.Rule != "snds" || ev.Class != "block" {
+				t.Errorf("blocked alert %+v", ev)
+			}
+		}
+	}
+	if statuses["blocked"] != 1 || blocked != 1 {
+		t.Errorf("snds statuses %v and %d blocked alerts, want one blocked of each", statuses, blocked)
+	}
+	for s := range statuses {
+		if !slices.Contains([]string{"blocked", "unblocked", "red", "complaints"}, s) {
+			t.Errorf("snds status %q", s)
+		}
+	}
+}
