@@ -310,7 +310,10 @@ func commandStdout(ctx context.Context, argv []string) ([]byte, error) {
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
 	if err != nil {
-		return out, fmt.Errorf("%s: %w: %s", strings.Join(argv, " "), err, strings.TrimSpace(stderr.String()))
+		if msg := strings.TrimSpace(stderr.String()); msg != "" {
+			return out, fmt.Errorf("%s: %w: %s", strings.Join(argv, " "), err, msg)
+		}
+		return out, fmt.Errorf("%s: %w", strings.Join(argv, " "), err)
 	}
 	return out, nil
 }
