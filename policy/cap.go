@@ -66,8 +66,10 @@ func (c Cap) Day(now time.Time) int {
 }
 
 // LimitAt is the cap in force at now.
-func (c Cap) LimitAt(now time.Time) int64 {
-	day := c.Day(now)
+func (c Cap) LimitAt(now time.Time) int64 { return c.LimitOnDay(c.Day(now)) }
+
+// LimitOnDay is the cap on ramp day day (0: without a ramp).
+func (c Cap) LimitOnDay(day int) int64 {
 	switch {
 	case day == 0:
 		return c.Daily

@@ -153,6 +153,10 @@ type Delivery struct {
 	// why, for status.
 	CapFactor float64
 	CapReason string
+	// RampDay, when more than 0 and earlier than the calendar's ramp day,
+	// is the ramp day in force: SNDS holds the ramp back to the days it
+	// judged GREEN (snds.ramp_green_only).
+	RampDay int
 }
 
 // Paused reports whether Microsoft delivery is suspended at now.
@@ -177,11 +181,25 @@ func (e *Engine) CapLimit(now time.Time) int64 {
 }
 
 func capLimit(p *params, d *Delivery, now time.Time) int64 {
-	l := p.cfg.Cap.LimitAt(now)
+	l := p.cfg.Cap.LimitOnDay(rampDay(p, d, now))
 	if d != nil && d.CapFactor > 0 && d.CapFactor < 1 {
 		l = max(int64(float64(l)*d.CapFactor), 1)
 	}
 	return l
+}
+
+// RampDay is the ramp day in force at now: the calendar's (Cap.Day), or
+// the delivery state's when that holds the ramp back; 0 without a ramp.
+func (e *Engine) RampDay(now time.Time) int {
+	return rampDay(e.p.Load(), e.delivery.Load(), now)
+}
+
+func rampDay(p *params, d *Delivery, now time.Time) int {
+	day := p.cfg.Cap.Day(now)
+	if day > 0 && d != nil && d.RampDay > 0 && d.RampDay < day {
+		return d.RampDay
+	}
+	return day
 }
 
 // NewEngine returns an engine over a detector and a state store.

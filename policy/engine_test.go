@@ -480,3 +480,31 @@ func TestDeliveryPaused(t *testing.T) {
 		t.Fatalf("verdicts under the lowered cap: %v", verdicts)
 	}
 }
+
+// A delivery state's ramp day holds the ramp back, never ahead of the
+// calendar, and means nothing without a ramp.
+func TestDeliveryRampDay(t *testing.T) {
+	start := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+	now := start.Add(4*24*time.Hour + time.Hour) // calendar day 5
+	ramp := policy.Cap{Enabled: true, Daily: 10, Window: 24 * time.Hour, RampStart: start, Ramp: []int64{10, 20, 30, 40, 50}}
+	for _, c := range []struct {
+		name    string
+		cap     policy.Cap
+		rampDay int
+		day     int
+		limit   int64
+	}{
+		{"calendar", ramp, 0, 5, 50},
+		{"held back to day 2", ramp, 2, 2, 20},
+		{"not ahead of the calendar", ramp, 9, 5, 50},
+		{"no ramp", policy.Cap{Enabled: true, Daily: 10, Window: 24 * time.Hour}, 2, 0, 10},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			e := policy.NewEngine(policy.Config{Cap: c.cap}, fakeDetector{}, memory.New())
+			e.SetDelivery(policy.Delivery{RampDay: c.rampDay, CapFactor: 0.5})
+			if d, l := e.RampDay(now), e.CapLimit(now); d != c.day || l != c.limit/2 {
+				t.Errorf("ramp day %d, cap %d; want %d, %d", d, l, c.day, c.limit/2)
+			}
+		})
+	}
+}

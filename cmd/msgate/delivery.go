@@ -99,6 +99,8 @@ type deliveryFeed struct {
 	// sndsBlock is SNDS's say (snds.go): it blocks delivery too while
 	// active, whatever the replies say.
 	sndsBlock snds.Block
+	// sndsRampDay holds the mitigation ramp back (snds.ramp_green_only).
+	sndsRampDay int
 }
 
 // mapRefresh is how often at most a paused transport map is rewritten for
@@ -248,7 +250,7 @@ func (f *deliveryFeed) took(evs []replies.Event, now time.Time) {
 // publish puts the state in force in the engine and the gauges (f.mu held).
 func (f *deliveryFeed) publish(now time.Time) {
 	st := f.state(now)
-	dl := policy.Delivery{Hold: f.cfg.PausedAction == config.ActionHold, CapFactor: f.tr.CapFactor(now)}
+	dl := policy.Delivery{Hold: f.cfg.PausedAction == config.ActionHold, CapFactor: f.tr.CapFactor(now), RampDay: f.sndsRampDay}
 	if st.Paused(now) {
 		dl.Until = st.Until
 	}

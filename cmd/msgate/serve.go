@@ -285,7 +285,8 @@ func newDaemon(cfg *config.Config, log *zap.Logger) (*daemon, error) {
 	}
 	d.feed.attributions = store
 	d.feed.alert = d.alerts.delivery
-	if d.snds, err = newSNDSFeed(cfg, log, d.metrics, d.feed, func() time.Time { return d.now() }); err != nil {
+	if d.snds, err = newSNDSFeed(cfg, log, d.metrics, d.feed, func() time.Time { return d.now() },
+		func() config.Mitigation { return d.cfg.Load().Mitigation }); err != nil {
 		store.Close()
 		return nil, err
 	}

@@ -30,6 +30,9 @@ type savedSNDS struct {
 	// BlockedSince is when an import first listed the block in force
 	// (zero: none).
 	BlockedSince time.Time `json:"blocked_since,omitzero"`
+	// Days are the days imported since the ramp started, and whether each
+	// was GREEN (snds.ramp_green_only).
+	Days map[string]bool `json:"days,omitempty"`
 }
 
 // sndsFeed fetches SNDS's exports on a schedule and imports them whole or
@@ -44,6 +47,8 @@ type sndsFeed struct {
 	now      func() time.Time
 	metrics  *admin.Metrics
 	delivery *deliveryFeed
+	// mitigation is the [mitigation] in force, for its ramp.
+	mitigation func() config.Mitigation
 
 	// OnEvent, when set before run, is called with every event: a block
 	// listed or lifted, a row turned RED or over the complaint threshold,
@@ -61,11 +66,12 @@ type sndsFeed struct {
 
 // newSNDSFeed returns nil when [snds] key is empty. It reads the state
 // file and puts a block it records in force at once.
-func newSNDSFeed(cfg *config.Config, log *zap.Logger, m *admin.Metrics, delivery *deliveryFeed, now func() time.Time) (*sndsFeed, error) {
+func newSNDSFeed(cfg *config.Config, log *zap.Logger, m *admin.Metrics, delivery *deliveryFeed, now func() time.Time,
+	mitigation func() config.Mitigation) (*sndsFeed, error) {
 	if cfg.SNDS.Key == "" {
 		return nil, nil
 	}
-	f := &sndsFeed{log: log.Named("snds"), cfg: cfg.SNDS, path: cfg.SNDSStateFile(), now: now, metrics: m, delivery: delivery,
+	f := &sndsFeed{log: log.Named("snds"), cfg: cfg.SNDS, path: cfg.SNDSStateFile(), now: now, metrics: m, delivery: delivery, mitigation: mitigation,
 		acfg:   snds.Config{IPs: cfg.SNDS.Addrs(), ComplaintThreshold: cfg.SNDS.ComplaintThreshold},
 		client: &http.Client{Timeout: cfg.SNDS.Timeout.D()}}
 	if cfg.State.Backend == config.BackendMemory {
@@ -104,15 +110,29 @@ func (f *sndsFeed) load() error {
 // daemon lets it lapse.
 func (f *sndsFeed) hold() time.Duration { return 2*f.cfg.Interval.D() + f.cfg.Timeout.D() }
 
+// rampStart is the mitigation ramp's first day when only GREEN days
+// advance it; ok is false otherwise.
+func (f *sndsFeed) rampStart() (start time.Time, ok bool) {
+	if !f.cfg.RampGreenOnly {
+		return time.Time{}, false
+	}
+	return f.mitigation().RampStartTime()
+}
+
 // publish hands the assessment to the delivery feed and the gauges.
 func (f *sndsFeed) publish(now time.Time) {
+	start, green := f.rampStart()
 	f.mu.Lock()
 	var b snds.Block
 	if f.assessed.Blocked {
 		b = snds.Block{Since: f.saved.BlockedSince, Until: now.Add(f.hold()), Reason: f.assessed.Reason()}
 	}
+	rampDay := 0
+	if green {
+		rampDay = snds.RampDay(f.saved.Days, start, now)
+	}
 	f.mu.Unlock()
-	f.delivery.setSNDSBlock(b, now)
+	f.delivery.setSNDS(b, rampDay, now)
 	f.metrics.SetSNDS(f.status())
 }
 
@@ -151,6 +171,9 @@ func (f *sndsFeed) importOnce(ctx context.Context) error {
 		f.publish(now) // a block in force is renewed: it lasts until an import lifts it
 		f.emit(snds.Event{Kind: snds.EventImportFailed, At: now, Reason: err.Error()})
 		return err
+	}
+	if start, ok := f.rampStart(); ok {
+		f.saved.Days = snds.MergeDays(f.saved.Days, snds.GreenDays(f.acfg, imp), start)
 	}
 	prev := f.assessed
 	cur := snds.Assess(f.acfg, imp)
@@ -288,13 +311,14 @@ func (f *sndsFeed) status() admin.SNDSStatus {
 	return st
 }
 
-// setSNDSBlock puts SNDS's block (the zero Block for none) in force in
-// the delivery state. Listing and lifting are transitions like the
-// replies': logged, passed to on_event, and acted on by the worker.
-func (f *deliveryFeed) setSNDSBlock(b snds.Block, now time.Time) {
+// setSNDS puts SNDS's block (the zero Block for none) and ramp day (0:
+// the calendar's) in force in the delivery state. Listing and lifting are
+// transitions like the replies': logged, passed to on_event, and acted on
+// by the worker.
+func (f *deliveryFeed) setSNDS(b snds.Block, rampDay int, now time.Time) {
 	f.mu.Lock()
 	was, is := f.sndsBlock.Active(now), b.Active(now)
-	f.sndsBlock = b
+	f.sndsBlock, f.sndsRampDay = b, rampDay
 	var evs []replies.Event
 	switch {
 	case is && !was:

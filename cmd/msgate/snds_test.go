@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -15,6 +16,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/msgate/msgate/cmd/msgate/internal/admin"
 	"github.com/msgate/msgate/milter"
 	"github.com/msgate/msgate/policy/config"
 	"github.com/msgate/msgate/policy/snds"
@@ -271,4 +273,70 @@ func TestSNDSOff(t *testing.T) {
 	if out, _ := a.cli(t, "status"); !strings.Contains(out, "SNDS:") || !strings.Contains(out, "off") {
 		t.Errorf("status shows:\n%s", out)
 	}
+}
+
+// With snds.ramp_green_only the mitigation ramp advances one day per
+// GREEN day SNDS reported since ramp_start, and keeps that across a
+// restart; status shows both days.
+func TestSNDSRampGreenOnly(t *testing.T) {
+	fake := startFakeSNDS(t)
+	now := time.Date(2026, 12, 2, 10, 0, 0, 0, time.UTC) // calendar day 3
+	cfg := config.Default()
+	cfg.State.Path = filepath.Join(t.TempDir(), "state.db")
+	sndsConfig(fake)(cfg)
+	cfg.SNDS.RampGreenOnly = true
+	cfg.Mitigation.Enabled, cfg.Mitigation.RampStart, cfg.Mitigation.Ramp = true, "2026-11-30", []int64{10, 20, 30, 40}
+	var last *daemon
+	start := func() *daemon {
+		t.Helper()
+		if last != nil {
+			last.close()
+		}
+		d, err := newDaemon(cfg, zap.NewNop())
+		if err != nil {
+			t.Fatal(err)
+		}
+		d.now = func() time.Time { return now }
+		d.api.Now = d.now
+		d.snds.publish(now)
+		last = d
+		return d
+	}
+	t.Cleanup(func() { last.close() })
+	check := func(d *daemon, day int, limit int64) {
+		t.Helper()
+		if got, l := d.engine.RampDay(now), d.engine.CapLimit(now); got != day || l != limit {
+			t.Fatalf("ramp day %d, cap %d; want %d, %d", got, l, day, limit)
+		}
+	}
+	d := start()
+	check(d, 1, 10)
+	ctx := context.Background()
+	fake.serve("data-mixed.csv", "status-empty.csv") // 11/30: one row RED
+	if err := d.snds.importOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	check(d, 1, 10)
+	fake.serve("data-bom-lf.csv", "status-empty.csv") // 12/1: GREEN
+	if err := d.snds.importOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	check(d, 2, 20)
+	srv := httptest.NewServer(d.api.Handler())
+	defer srv.Close()
+	resp, err := http.Get(srv.URL + "/v1/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st admin.Status
+	err = json.NewDecoder(resp.Body).Decode(&st)
+	resp.Body.Close()
+	if err != nil || st.Cap.RampDay != 2 || st.Cap.CalendarDay != 3 || st.Cap.Limit != 20 || st.Cap.Configured != 0 {
+		t.Errorf("status: %+v, %v", st.Cap, err)
+	}
+	d = start()
+	check(d, 2, 20)
+	cfg.SNDS.RampGreenOnly = false
+	d = start()
+	check(d, 3, 30)
 }

@@ -66,6 +66,9 @@ func runStatus(args []string, stdout, stderr io.Writer) int {
 		if st.Cap.RampDay > 0 {
 			ramp = fmt.Sprintf(", ramp day %d", st.Cap.RampDay)
 		}
+		if st.Cap.CalendarDay > 0 {
+			ramp += fmt.Sprintf(" (calendar day %d: SNDS GREEN days only)", st.Cap.CalendarDay)
+		}
 		fmt.Fprintf(w, "Microsoft cap:\t%d of %d used in the last %s (%d in flight), action %s%s\n",
 			st.Cap.Used, st.Cap.Limit, st.Cap.Window, st.Cap.Reserved, st.Cap.Action, ramp)
 		if st.Cap.Configured != 0 {

@@ -29,6 +29,9 @@ type SNDS struct {
 	// ComplaintThreshold is the complaint rate, in percent, above which a
 	// row is an alert.
 	ComplaintThreshold float64 `toml:"complaint_threshold"`
+	// RampGreenOnly advances the mitigation ramp only on days SNDS judged
+	// GREEN instead of every calendar day.
+	RampGreenOnly bool `toml:"ramp_green_only"`
 	// StateFile keeps the last good import; default snds.json beside
 	// state.path.
 	StateFile string `toml:"state_file"`
@@ -69,7 +72,7 @@ func (s SNDS) Addrs() []netip.Addr {
 	return out
 }
 
-func (s *SNDS) validate(v *validator) {
+func (s *SNDS) validate(v *validator, m Mitigation) {
 	if strings.ContainsFunc(s.Key, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
 		v.add("snds.key", "must not hold spaces or control characters (copy the key alone from the SNDS portal)")
 	}
@@ -97,6 +100,14 @@ func (s *SNDS) validate(v *validator) {
 	}
 	if !(s.ComplaintThreshold > 0 && s.ComplaintThreshold <= 100) {
 		v.add("snds.complaint_threshold", "must be a percentage more than 0 and at most 100, not %v", s.ComplaintThreshold)
+	}
+	if s.RampGreenOnly {
+		switch _, ramp := m.RampStartTime(); {
+		case s.Key == "":
+			v.add("snds.ramp_green_only", "needs snds.key: without imports the ramp would never advance")
+		case !m.Enabled || !ramp || (len(m.Ramp) == 0 && m.RampGrowth == 0):
+			v.add("snds.ramp_green_only", "needs a mitigation ramp (mitigation.enabled, ramp_start, and ramp or ramp_growth)")
+		}
 	}
 	if s.StateFile != "" && !filepath.IsAbs(s.StateFile) {
 		v.add("snds.state_file", "must be an absolute path, not %q", s.StateFile)

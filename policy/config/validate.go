@@ -37,7 +37,7 @@ func (c *Config) Validate() []Problem {
 	c.Feedback.validate(&v)
 	c.Replies.validate(&v)
 	c.Release.validate(&v, c.Replies)
-	c.SNDS.validate(&v)
+	c.SNDS.validate(&v, c.Mitigation)
 	c.Alerts.validate(&v)
 	return v.problems
 }

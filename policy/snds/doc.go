@@ -22,6 +22,10 @@
 // SNDS block into the delivery state Microsoft's replies keep
 // (policy/replies), so that either source blocks.
 //
+// GreenDays and RampDay decide the mitigation ramp's pace when only GREEN
+// days may advance it: a day is GREEN when every watched row of it is, and
+// the ramp day is 1 plus the GREEN days since the ramp started.
+//
 // It decides only: time is passed in, and fetching, keeping the import,
 // showing it and acting on a block are left to the caller.
 //

@@ -31,6 +31,9 @@ type CapStatus struct {
 	Window   string `json:"window"`
 	Action   string `json:"action"`
 	RampDay  int    `json:"ramp_day,omitempty"`
+	// CalendarDay is the calendar's ramp day when SNDS holds the ramp
+	// back to RampDay (snds.ramp_green_only); 0 when it does not.
+	CalendarDay int `json:"calendar_ramp_day,omitempty"`
 	// Configured is the cap before Microsoft's throttle replies lowered it
 	// by Factor, and Why says so; both empty when it is not lowered.
 	Configured int64   `json:"configured_limit,omitempty"`
@@ -193,10 +196,13 @@ func CapUsage(e *policy.Engine, now func() time.Time) func() (float64, float64) 
 
 func capStatus(ctx context.Context, e *policy.Engine, now time.Time) (CapStatus, error) {
 	c := e.Config().Cap
-	cs := CapStatus{Enabled: c.Enabled, Window: fmtDur(c.Window), Action: c.Action.String(), RampDay: c.Day(now)}
+	cs := CapStatus{Enabled: c.Enabled, Window: fmtDur(c.Window), Action: c.Action.String(), RampDay: e.RampDay(now)}
+	if day := c.Day(now); day != cs.RampDay {
+		cs.CalendarDay = day
+	}
 	if c.Enabled {
 		cs.Limit = e.CapLimit(now)
-		if conf := c.LimitAt(now); conf != cs.Limit {
+		if conf := c.LimitOnDay(cs.RampDay); conf != cs.Limit {
 			dl := e.Delivery()
 			cs.Configured, cs.Factor, cs.Why = conf, dl.CapFactor, dl.CapReason
 		}
