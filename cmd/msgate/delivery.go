@@ -229,6 +229,7 @@ func (f *deliveryFeed) observe(key string, fields ...zap.Field) {
 // took records transitions (f.mu held): the engine sees them at once, the
 // worker carries out the rest.
 func (f *deliveryFeed) took(evs []replies.Event, now time.Time) {
+	evs = f.sndsHolds(evs, now)
 	for _, e := range evs {
 		fields := []zap.Field{zap.String("event", string(e.Kind)), zap.String("rule", e.Rule)}
 		if !e.Until.IsZero() {

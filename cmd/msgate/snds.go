@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
 	"sync"
 	"time"
 
@@ -309,6 +310,15 @@ func (f *sndsFeed) status() admin.SNDSStatus {
 		st.IPs = append(st.IPs, ip)
 	}
 	return st
+}
+
+// sndsHolds drops the replies' resume while an SNDS block holds delivery
+// (f.mu held): delivery resumes when the block is lifted.
+func (f *deliveryFeed) sndsHolds(evs []replies.Event, now time.Time) []replies.Event {
+	if !f.sndsBlock.Active(now) {
+		return evs
+	}
+	return slices.DeleteFunc(evs, func(e replies.Event) bool { return e.Kind == replies.EventResumed })
 }
 
 // setSNDS puts SNDS's block (the zero Block for none) and ramp day (0:

@@ -19,6 +19,7 @@ import (
 	"github.com/msgate/msgate/cmd/msgate/internal/admin"
 	"github.com/msgate/msgate/milter"
 	"github.com/msgate/msgate/policy/config"
+	"github.com/msgate/msgate/policy/replies"
 	"github.com/msgate/msgate/policy/snds"
 )
 
@@ -339,4 +340,53 @@ func TestSNDSRampGreenOnly(t *testing.T) {
 	cfg.SNDS.RampGreenOnly = false
 	d = start()
 	check(d, 3, 30)
+}
+
+// While SNDS blocks, the end of a suspension by replies does not resume
+// delivery; lifting the SNDS block does, once.
+func TestSNDSBlockOutlastsReplies(t *testing.T) {
+	cfg := config.Default()
+	cfg.State.Path = filepath.Join(t.TempDir(), "state.db")
+	d, err := newDaemon(cfg, zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.close()
+	now := time.Now()
+	d.now = func() time.Time { return now }
+	f := d.feed
+	for range 5 {
+		f.lookup("dsn", "5.7.1 host x[1.2.3.4] said: 550 5.7.1 ... on our block list (S3150)")
+	}
+	f.setSNDS(snds.Block{Since: now, Until: now.Add(5 * time.Hour), Reason: "listed"}, 0, now)
+	kinds := func() []replies.EventKind {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		var k []replies.EventKind
+		for _, e := range f.events {
+			k = append(k, e.Kind)
+		}
+		f.events = nil
+		return k
+	}
+	if k := kinds(); len(k) != 2 || k[0] != replies.EventBlocked || k[1] != replies.EventBlocked {
+		t.Fatalf("events of the replies' block and SNDS's: %v", k)
+	}
+	now = now.Add(3 * time.Hour) // the replies' 2 h are over
+	f.mu.Lock()
+	f.took(f.tr.Tick(now), now)
+	f.mu.Unlock()
+	if k := kinds(); len(k) != 0 {
+		t.Fatalf("events when the replies' suspension ends under an SNDS block: %v", k)
+	}
+	if st := f.status(); st.State != "blocked" || st.Rule != snds.RuleName {
+		t.Fatalf("delivery under an SNDS block: %+v", st)
+	}
+	f.setSNDS(snds.Block{}, 0, now)
+	if k := kinds(); len(k) != 1 || k[0] != replies.EventResumed {
+		t.Fatalf("events when SNDS lifts the block: %v", k)
+	}
+	if st := f.status(); st.State != "normal" || d.engine.Delivery().Paused(now) {
+		t.Fatalf("delivery after SNDS lifts the block: %+v", st)
+	}
 }
