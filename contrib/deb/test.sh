@@ -2,13 +2,13 @@
 # Tests the Debian package: bash contrib/deb/test.sh [DEB]   (as root)
 #
 # Without DEB it builds one with contrib/deb/build.sh. Then it checks the
-# man page (groff -ww, man -l), the alert rules (promtool check rules,
-# promtool from Debian's prometheus package, unpacked into a cache folder,
-# never installed), and installs the package in a throwaway copy of this
-# machine: an overlay over / in a mount and network namespace of its own,
-# so that /etc/msgate, /var/lib/msgate, /run/msgate, the msgate user, the
-# dpkg database and port 8895 of this machine, which the other tests use,
-# are never touched. In there it installs, reinstalls, runs the daemon as
+# man page (groff -ww, man -l), the alert rules (promtool check rules and
+# test rules, promtool from Debian's prometheus package, unpacked into a
+# cache folder, never installed), and installs the package in a throwaway
+# copy of this machine: an overlay over / in a mount and network namespace
+# of its own, so that /etc/msgate, /var/lib/msgate, /run/msgate, the msgate
+# user, the dpkg database and port 8895 of this machine, which the other
+# tests use, are never touched. In there it installs, reinstalls, runs the daemon as
 # the unit would, removes and purges the package, checking files, owners,
 # modes, the conffile, the user and the unit's symlinks at each step, and
 # at the end that the purge left nothing behind but the msgate user and
@@ -315,6 +315,8 @@ if [ ! -x "$cache/promtool" ]; then
 	rm -rf "$cache/debs" "$cache/root"
 fi
 "$cache/promtool" check rules "$repo/contrib/prometheus/msgate.rules.yml"
+echo "==> promtool test rules contrib/prometheus/msgate.rules.test.yml"
+(cd "$repo/contrib/prometheus" && "$cache/promtool" test rules msgate.rules.test.yml)
 
 deb=${1:-}
 if [ -z "$deb" ]; then

@@ -51,6 +51,7 @@ func registered(t *testing.T) map[string]family {
 	m.ObserveSync(time.Millisecond)
 	m.ObserveReport(feedback.Result{Outcome: feedback.OutcomeRecorded})
 	m.SetDelivery(0, 1)
+	m.SetSNDS(SNDSStatus{Enabled: true, IPs: []SNDSIP{{IP: "192.0.2.1"}}})
 	mfs, err := m.reg.Gather()
 	if err != nil {
 		t.Fatal(err)
@@ -199,6 +200,53 @@ func checkQuery(t *testing.T, file, q string, fams map[string]family, used map[s
 		for _, l := range strings.Split(g[1], ",") {
 			if l = strings.TrimSpace(l); l != "" && !labels[l] {
 				t.Errorf("%s: grouping by %q, a label none of the query's msgate metrics has", file, l)
+			}
+		}
+	}
+}
+
+// The dashboard imports into any Grafana: panels of unique ids, every one
+// on the data source variable.
+func TestContribDashboardShape(t *testing.T) {
+	raw, err := os.ReadFile(filepath.Join("..", "..", "..", "..", "contrib", "grafana", "msgate.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var d struct {
+		Templating struct {
+			List []struct{ Name, Type string }
+		}
+		Panels []struct {
+			ID         int
+			Type       string
+			Title      string
+			Datasource struct{ UID string }
+			Targets    []struct{ Datasource struct{ UID string } }
+		}
+	}
+	if err := json.Unmarshal(raw, &d); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.ContainsFunc(d.Templating.List, func(v struct{ Name, Type string }) bool {
+		return v.Name == "datasource" && v.Type == "datasource"
+	}) {
+		t.Error("no datasource variable")
+	}
+	ids := map[int]bool{}
+	for _, p := range d.Panels {
+		if ids[p.ID] {
+			t.Errorf("panel %q: id %d used twice", p.Title, p.ID)
+		}
+		ids[p.ID] = true
+		if p.Type == "row" {
+			continue
+		}
+		if p.Datasource.UID != "${datasource}" || len(p.Targets) == 0 {
+			t.Errorf("panel %q: data source %q, %d targets", p.Title, p.Datasource.UID, len(p.Targets))
+		}
+		for _, tg := range p.Targets {
+			if tg.Datasource.UID != "${datasource}" {
+				t.Errorf("panel %q: a target's data source is %q", p.Title, tg.Datasource.UID)
 			}
 		}
 	}
