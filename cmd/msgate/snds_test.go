@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -22,6 +23,8 @@ import (
 	"github.com/msgate/msgate/policy/replies"
 	"github.com/msgate/msgate/policy/snds"
 )
+
+const goodDataRow = "192.0.2.25,11/30/2026 12:00 AM,11/30/2026 11:59 PM,412,410,405,GREEN,< 0.1%,11/30/2026 12:00 AM,11/30/2026 11:59 PM,0,mail.example.net,alice@example.net,\r\n"
 
 const sndsKey = "0a1b2c3d-4e5f-6071-8293-a4b5c6d7e8f9"
 
@@ -48,6 +51,10 @@ func startFakeSNDS(t *testing.T) *fakeSNDS {
 		f.mu.Unlock()
 		if !ok || name == "" {
 			http.Error(w, "busy", http.StatusInternalServerError)
+			return
+		}
+		if name == "big" {
+			w.Write(bytes.Repeat([]byte(goodDataRow), maxSNDSBody/len(goodDataRow)+1))
 			return
 		}
 		b, err := os.ReadFile(filepath.Join("../../testdata/snds", name))
@@ -142,6 +149,7 @@ func TestSNDSImportBlocksDelivery(t *testing.T) {
 		{"truncated data", "data-truncated.csv.bad", "status-empty.csv", "12 columns, want 14"},
 		{"HTML status", "data-mixed.csv", "status-html.csv.bad", "HTML page"},
 		{"HTTP 500", "data-mixed.csv", "", "HTTP status 500"},
+		{"too large", "big", "status-empty.csv", "larger than 8388608 bytes"},
 	} {
 		fake.serve(c.data, c.status)
 		logs.TakeAll()
@@ -160,7 +168,7 @@ func TestSNDSImportBlocksDelivery(t *testing.T) {
 			t.Errorf("%s logged %+v", c.name, logs.All())
 		}
 	}
-	if m := metricsText(t, a.adminAddr); !strings.Contains(m, `msgate_snds_imports_total{result="failed"} 3`) {
+	if m := metricsText(t, a.adminAddr); !strings.Contains(m, `msgate_snds_imports_total{result="failed"} 4`) {
 		t.Error("/metrics does not count the failed imports")
 	}
 

@@ -185,7 +185,7 @@ func parseRow(rec record) (Row, error) {
 			}
 		}
 	}
-	col(0, "IP", func(s string) error { row.IP, err = parseIP(s); return err })
+	col(0, "IP", func(s string) (e error) { row.IP, e = parseIP(s); return })
 	col(1, "activity start", func(s string) (e error) { row.ActivityStart, e = parseTime(s, false); return })
 	col(2, "activity end", func(s string) (e error) { row.ActivityEnd, e = parseTime(s, false); return })
 	col(3, "RCPT commands", func(s string) (e error) { row.RCPT, e = parseCount(s); return })
