@@ -115,9 +115,12 @@ contents:
     dst: /usr/share/doc/msgate/README.md.gz
     file_info: {mode: 0644}
 YAML
+# The examples, with the package's path of the binary (Postfix's pipe).
 for f in contrib/postfix/* contrib/sendmail/* contrib/grafana/* contrib/prometheus/*; do
+	mkdir -p "$stage/examples/$(dirname "${f#contrib/}")"
+	sed 's|/usr/local/bin/msgate|/usr/sbin/msgate|g' "$f" >"$stage/examples/${f#contrib/}"
 	cat >>"$stage/nfpm.yaml" <<YAML
-  - src: $root/$f
+  - src: $stage/examples/${f#contrib/}
     dst: /usr/share/doc/msgate/examples/${f#contrib/}
     file_info: {mode: 0644}
 YAML

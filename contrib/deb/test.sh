@@ -130,6 +130,8 @@ inner() {
 	fi
 	check "the unit starts /usr/sbin/msgate" \
 		grep -qx 'ExecStart=/usr/sbin/msgate serve -config /etc/msgate/msgate.toml' /usr/lib/systemd/system/msgate.service
+	check "the packaged master.cf pipes to /usr/sbin/msgate" \
+		grep -q 'argv=/usr/sbin/msgate fbl' /usr/share/doc/msgate/examples/postfix/master.cf
 
 	echo "==> msgate serve as user msgate, as the unit runs it"
 	# What RuntimeDirectory= and StateDirectory= would give it.
