@@ -38,6 +38,11 @@ type alerter struct {
 // without one.
 const capCheckInterval = time.Second
 
+// capCheckGap is the least time between two reads of the cap's use: under
+// load every commit wakes the watch, and each read is a call to the store
+// (a round trip to Redis on that backend).
+const capCheckGap = 100 * time.Millisecond
+
 func newAlerter(cfg config.Alerts, log *zap.Logger, reg prometheus.Registerer) *alerter {
 	a := &alerter{log: log.Named("alert"), poke: make(chan struct{}, 1)}
 	a.d = alert.New(alert.Options{Log: a.log, Registerer: reg})
@@ -111,8 +116,8 @@ func (a *alerter) observe(stage string, dec policy.Decision) {
 	}
 }
 
-// watchCap reads the cap's use when woken and every capCheckInterval until
-// ctx ends, and alerts on the crossings policy.CapWatch finds. Only
+// watchCap reads the cap's use when woken (at most every capCheckGap) and
+// every capCheckInterval until ctx ends, and alerts on the crossings policy.CapWatch finds. Only
 // committed units count: a reservation may still be given back.
 func (a *alerter) watchCap(ctx context.Context, e *policy.Engine, now func() time.Time, timeout func() time.Duration) {
 	var w policy.CapWatch
@@ -143,6 +148,14 @@ func (a *alerter) watchCap(ctx context.Context, e *policy.Engine, now func() tim
 		}
 		for _, x := range w.Check(u.Committed, e.CapLimit(t), c.Window, t) {
 			a.d.Send(alert.FromCap(x))
+		}
+		// A commit meanwhile leaves its poke waiting: it is read next.
+		gap := time.NewTimer(capCheckGap)
+		select {
+		case <-ctx.Done():
+			gap.Stop()
+			return
+		case <-gap.C:
 		}
 	}
 }
