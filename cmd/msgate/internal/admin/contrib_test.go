@@ -12,6 +12,7 @@ import (
 
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/msgate/msgate/cmd/msgate/internal/alert"
 	"github.com/msgate/msgate/policy"
 	"github.com/msgate/msgate/policy/feedback"
 )
@@ -41,7 +42,8 @@ type family struct {
 	kind   dto.MetricType
 }
 
-// registered returns msgate's metric families, with a child of every
+// registered returns msgate's metric families, those of NewMetrics and
+// those the daemon's parts register beside them, with a child of every
 // labelled one so that Gather lists it.
 func registered(t *testing.T) map[string]family {
 	t.Helper()
@@ -52,6 +54,7 @@ func registered(t *testing.T) map[string]family {
 	m.ObserveReport(feedback.Result{Outcome: feedback.OutcomeRecorded})
 	m.SetDelivery(0, 1)
 	m.SetSNDS(SNDSStatus{Enabled: true, IPs: []SNDSIP{{IP: "192.0.2.1"}}})
+	alert.New(alert.Options{Registerer: m.Registerer()}) // as msgate serve does
 	mfs, err := m.reg.Gather()
 	if err != nil {
 		t.Fatal(err)
