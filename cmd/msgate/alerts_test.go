@@ -451,3 +451,59 @@ func TestAlertsSNDS(t *testing.T) {
 		}
 	}
 }
+
+// A complaint that flags an account alerts once; a second complaint that
+// leaves the flag as it was, and the same report again, alert nothing.
+func TestAlertsComplaintFlag(t *testing.T) {
+	rcv := startAlertReceiver(t)
+	a := startAlertDaemon(t, zaptest.NewLogger(t), func(c *config.Config) {
+		withFeedback(c)
+		c.Alerts.URL = rcv.URL
+	})
+	c := dial(t, a.milterAddr)
+	rs, err := c.Send(milter.Message{Login: "alice", From: "alice@example.org", Rcpts: []string{"jo@outlook.com"}, QueueID: "4AliceQ1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	eom := rs[len(rs)-1]
+	if len(eom.AddedHeaders) != 1 {
+		t.Fatalf("end of message added %v, want the stamp", eom.AddedHeaders)
+	}
+	original := "From: alice@example.org\nSubject: hi\nX-Msgate-Ref: " + eom.AddedHeaders[0][1] + "\n\nbody\n"
+	for _, guid := range []string{"g1", "g1", "g2"} {
+		if _, err := a.admin().Report(jmrpAround(guid, original)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rcv.waitFor(t, alert.Flagged, 1)
+	a.stop()
+	got := rcv.got()
+	if len(got) != 1 || got[0].Account != "alice" || got[0].Reason != "complaints" || got[0].Complaints != 1 ||
+		got[0].Within != "3d" || got[0].Action != "defer" {
+		t.Errorf("alerts %+v, want one flagged by 1 complaint within 3d", got)
+	}
+}
+
+// A reload that changes [alerts] sends what comes next to the new
+// receiver only.
+func TestAlertsReload(t *testing.T) {
+	before, after := startAlertReceiver(t), startAlertReceiver(t)
+	a := startAlertDaemon(t, zaptest.NewLogger(t), func(c *config.Config) { c.Alerts.URL = before.URL })
+	if err := a.admin().Flag("mallory", "defer", ""); err != nil {
+		t.Fatal(err)
+	}
+	before.waitFor(t, alert.Flagged, 1)
+	cfg := *a.d.cfg.Load()
+	cfg.Alerts.URL = after.URL
+	if err := a.d.apply(&cfg); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.admin().Unflag("mallory"); err != nil {
+		t.Fatal(err)
+	}
+	after.waitFor(t, alert.Unflagged, 1)
+	a.stop()
+	if n, m := len(before.got()), len(after.got()); n != 1 || m != 1 {
+		t.Errorf("%d alerts before the reload's receiver, %d after; want 1 and 1", n, m)
+	}
+}
