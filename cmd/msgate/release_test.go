@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -253,5 +254,23 @@ func TestResumeLeavesHeldMailToPacedRelease(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// With [release] enabled the daemon releases by itself when woken (as at
+// the resume of Microsoft delivery) and every interval.
+func TestReleaseLoop(t *testing.T) {
+	fake := newFakePostfix(t, heldLine("4L1", "alice@test.local", 0, "a@outlook.com"), "")
+	a := startAdminDaemon(t, nil)
+	fake.use(a, func(r *config.Release) { r.Enabled = true })
+	if !a.d.rel.takeOver() {
+		t.Fatal("takeOver with release.enabled = true said no")
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !slices.Contains(fake.calls(t), "postsuper -H 4L1") {
+		if time.Now().After(deadline) {
+			t.Fatalf("the daemon did not release: %v", fake.calls(t))
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }

@@ -92,7 +92,10 @@ func (r *releaser) run(ctx context.Context, req admin.ReleaseRequest) (admin.Rel
 		}
 		return rep, nil
 	}
-	r.execute(ctx, cfg, steps, &rep)
+	// A client that goes away does not stop the release halfway: a
+	// postsuper killed after it moved the message would leave it released
+	// with its units given back.
+	r.execute(context.WithoutCancel(ctx), cfg, steps, &rep)
 	return rep, nil
 }
 
