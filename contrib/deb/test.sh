@@ -8,11 +8,12 @@
 # copy of this machine: an overlay over / in a mount and network namespace
 # of its own, so that /etc/msgate, /var/lib/msgate, /run/msgate, the msgate
 # user, the dpkg database and port 8895 of this machine, which the other
-# tests use, are never touched. In there it installs, reinstalls, runs the daemon as
-# the unit would, removes and purges the package, checking files, owners,
-# modes, the conffile, the user and the unit's symlinks at each step, and
-# at the end that the purge left nothing behind but the msgate user and
-# group (kept, as Debian keeps system users) and dpkg's own records.
+# tests use, are never touched. In there it installs, reinstalls, runs the
+# daemon as the unit would, removes and purges the package, checking
+# files, owners, modes, the conffile, the user and the unit's symlinks at
+# each step, and at the end that the purge left nothing behind but the
+# msgate user and group (kept, as Debian keeps system users) and dpkg's
+# own records.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
