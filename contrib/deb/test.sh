@@ -163,14 +163,22 @@ inner() {
 	if wait "$pid"; then ok "msgate serve exited 0 on SIGTERM"; else fail "msgate serve exited $? on SIGTERM: $(cat /tmp/serve.log)"; fi
 	expect_stat /var/lib/msgate/state.db msgate:msgate 600
 
-	echo "==> dpkg -i again (the upgrade path: configure with the old version)"
+	# The maintainer scripts' systemd branch, on a machine that looks
+	# booted with systemd; policy-rc.d forbids starting, as apt does in
+	# images, and systemctl fails (no systemd runs here): neither may fail
+	# the installation or the removal.
+	mkdir -p /run/systemd/system
+	printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+	chmod 755 /usr/sbin/policy-rc.d
+	echo "==> dpkg -i again (the upgrade path), as if booted with systemd, policy-rc.d saying no"
 	dpkg -i "$deb" || fail "second dpkg -i failed"
 	check "one msgate user" [ "$(getent passwd msgate | wc -l)" = 1 ]
 	expect_stat /etc/msgate/msgate.toml root:msgate 640
 	check "state kept on reinstall" [ -e /var/lib/msgate/state.db ]
 
-	echo "==> dpkg -r"
+	echo "==> dpkg -r, as if booted with systemd"
 	dpkg -r msgate || fail "dpkg -r failed"
+	rm -r /run/systemd /usr/sbin/policy-rc.d
 	check "status config-files ($(status))" [ "$(status)" = "deinstall ok config-files" ]
 	for f in /usr/sbin/msgate /usr/share/man/man8/msgate.8.gz /usr/lib/systemd/system/msgate.service /usr/share/doc/msgate; do
 		expect_gone "$f"
