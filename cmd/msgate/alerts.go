@@ -91,7 +91,9 @@ func (a *alerter) delivery(e replies.Event, rules []replies.Rule) {
 			break
 		}
 	}
-	a.d.Send(alert.FromDelivery(e, class))
+	if ev := alert.FromDelivery(e, class); ev.Event != "" {
+		a.d.Send(ev)
+	}
 }
 
 // snds alerts on an SNDS import's change of status (sndsFeed.OnEvent).

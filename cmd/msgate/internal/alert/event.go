@@ -100,7 +100,8 @@ func FromCap(c policy.CapCrossing) Event {
 }
 
 // FromDelivery is the alert for a transition of Microsoft delivery; class
-// is the class of the rule that caused it.
+// is the class of the rule that caused it. A kind of transition it does not
+// know gives an Event without a name, to be left unsent.
 func FromDelivery(e replies.Event, class string) Event {
 	name := map[replies.EventKind]string{replies.EventBlocked: Blocked, replies.EventThrottled: Throttled,
 		replies.EventResumed: Resumed, replies.EventCapLowered: CapLowered}[e.Kind]
