@@ -193,15 +193,22 @@ func TestDownHungAndBack(t *testing.T) {
 	}
 }
 
-// A reservation of a daemon that died lapses: its unit stops counting.
-func TestReservationLapses(t *testing.T) {
+// lapsingStore is a store on miniredis whose reservations lapse after a
+// minute.
+func lapsingStore(t *testing.T) (*redis.Store, *miniredis.Miniredis) {
+	t.Helper()
 	mr := miniredis.RunT(t)
-	c := goredis.NewClient(&goredis.Options{Addr: mr.Addr()})
-	s, err := redis.New(redis.Options{Client: c, ReservationTTL: time.Minute})
+	s, err := redis.New(redis.Options{Client: goredis.NewClient(&goredis.Options{Addr: mr.Addr()}), ReservationTTL: time.Minute})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer s.Close()
+	t.Cleanup(func() { s.Close() })
+	return s, mr
+}
+
+// A reservation of a daemon that died lapses: its unit stops counting.
+func TestReservationLapses(t *testing.T) {
+	s, _ := lapsingStore(t)
 	ctx := context.Background()
 	cs := []state.Counter{{Key: "cap", Window: 24 * time.Hour, Limit: 1}}
 	out, err := s.Reserve(ctx, cs, t0)
@@ -224,13 +231,7 @@ func TestReservationLapses(t *testing.T) {
 // hold: a lapsed reservation gives back its unit on each of them, and
 // Expire sweeps what no reservation came to sweep.
 func TestLapsedReservationsAreSwept(t *testing.T) {
-	mr := miniredis.RunT(t)
-	c := goredis.NewClient(&goredis.Options{Addr: mr.Addr()})
-	s, err := redis.New(redis.Options{Client: c, ReservationTTL: time.Minute})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s, mr := lapsingStore(t)
 	ctx := context.Background()
 	odd := []state.Counter{
 		{Key: "rate/hourly/a|b:3:c d", Window: time.Hour, Limit: 5},
