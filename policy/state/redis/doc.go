@@ -28,9 +28,10 @@
 // that on a Redis Cluster all of them fall in one hash slot and the scripts
 // may touch several; the status view scans the node that serves that slot.
 // The conformance suite also runs through a Cluster client on a one-node
-// Cluster; Sentinel (Dial with master_name=) is go-redis's failover client
-// and is not run by the tests here. Durability is Redis's: with appendonly yes and
-// appendfsync everysec a restart loses at most a second of units, with
+// Cluster, and through Sentinel (Dial with master_name=, go-redis's
+// failover client) against a real Sentinel; a failover to the replica is
+// followed without a restart. Durability is Redis's: with appendonly yes
+// and appendfsync everysec a restart loses at most a second of units, with
 // appendfsync always none. Redis that does not answer within the timeout
 // makes every call fail with state.ErrUnavailable, and the policy applies
 // [milter] on_error; nothing is retried behind the caller's back, and the

@@ -386,3 +386,91 @@ func waitTrusted(t *testing.T, s *redis.Store, account string, since time.Time) 
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// The conformance suite through Sentinel: Dial with master_name= finds the
+// master by asking a real Sentinel.
+func TestConformanceSentinel(t *testing.T) {
+	master := redistest.Start(t, redistest.Options{})
+	sentinel := redistest.StartSentinel(t, master, 5*time.Second)
+	statetest.Run(t, func(t *testing.T) state.Store {
+		c, err := redis.Dial("redis://"+sentinel.Addr+"?master_name=mymaster", time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := c.(*goredis.Client); !ok {
+			t.Fatalf("Dial with master_name= made a %T, want a failover client", c)
+		}
+		s, err := redis.New(redis.Options{Client: c})
+		if err != nil {
+			t.Fatal(err)
+		}
+		flush(t, master.Addr)
+		return s
+	})
+}
+
+// When the master dies, Sentinel promotes its replica and the store goes
+// on against it without a restart, with the units counted before.
+func TestSentinelFailover(t *testing.T) {
+	master := redistest.Start(t, redistest.Options{})
+	replica := redistest.Start(t, redistest.Options{ReplicaOf: master})
+	sentinel := redistest.StartSentinel(t, master, time.Second)
+	c, err := redis.Dial("redis://"+sentinel.Addr+"?master_name=mymaster", time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := redis.New(redis.Options{Client: c})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	cs := []state.Counter{{Key: "cap", Window: 24 * time.Hour, Limit: 5}}
+	for range 3 {
+		out, err := s.Reserve(ctx, cs, t0)
+		if err != nil || !out.Admitted {
+			t.Fatalf("Reserve = %+v, %v", out, err)
+		}
+		if err := s.Commit(ctx, out.Reservation, t0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The replica has every write before the master goes.
+	mc := goredis.NewClient(&goredis.Options{Addr: master.Addr})
+	if n, err := mc.Wait(ctx, 1, 5*time.Second).Result(); err != nil || n != 1 {
+		t.Fatalf("WAIT 1 = %d, %v", n, err)
+	}
+	mc.Close()
+	master.Stop()
+	start := time.Now()
+	for {
+		if addr, err := sentinel.Master(); err == nil && addr == replica.Addr {
+			break
+		}
+		if time.Since(start) > 60*time.Second {
+			t.Fatalf("Sentinel never promoted the replica:\n%s", sentinel.Log())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Logf("Sentinel promoted the replica %v after the master stopped", time.Since(start))
+	// The store follows on its own: calls may fail until its client has
+	// asked Sentinel again, then the counts from before are there.
+	var u state.Usage
+	for {
+		u, err = s.Usage(ctx, "cap", 24*time.Hour, t0)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, state.ErrUnavailable) || time.Since(start) > 90*time.Second {
+			t.Fatalf("Usage after the failover: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if u != (state.Usage{Committed: 3}) {
+		t.Fatalf("usage after the failover = %+v, want the 3 units from before", u)
+	}
+	out, err := s.Reserve(ctx, cs, t0)
+	if err != nil || !out.Admitted {
+		t.Fatalf("Reserve on the new master = %+v, %v", out, err)
+	}
+}

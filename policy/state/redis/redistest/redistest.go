@@ -40,6 +40,8 @@ type Options struct {
 	// Cluster runs the server as a Redis Cluster of one node that serves
 	// every hash slot.
 	Cluster bool
+	// ReplicaOf makes the server a replica of another.
+	ReplicaOf *Server
 }
 
 // Require skips the test when redis-server is not installed, or fails it
@@ -82,6 +84,10 @@ func Start(t testing.TB, opts Options) *Server {
 	if opts.Cluster {
 		s.args = append(s.args, "--cluster-enabled", "yes", "--cluster-config-file", filepath.Join(dir, "nodes.conf"))
 	}
+	if m := opts.ReplicaOf; m != nil {
+		host, port, _ := net.SplitHostPort(m.Addr)
+		s.args = append(s.args, "--replicaof", host, port)
+	}
 	s.args = append([]string{bin}, s.args...)
 	s.start()
 	t.Cleanup(s.Stop)
@@ -89,6 +95,64 @@ func Start(t testing.TB, opts Options) *Server {
 		s.clusterServeAllSlots()
 	}
 	return s
+}
+
+// StartSentinel runs a Redis Sentinel (redis-server --sentinel, which is
+// all Debian's redis-sentinel package adds) that watches master under the
+// name "mymaster", with a quorum of one and a master judged down after
+// downAfter. Clients find the master through Sentinel's Addr.
+func StartSentinel(t testing.TB, master *Server, downAfter time.Duration) *Server {
+	t.Helper()
+	bin := Require(t)
+	dir := t.TempDir()
+	port, err := freePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	host, mport, _ := net.SplitHostPort(master.Addr)
+	conf := filepath.Join(dir, "sentinel.conf")
+	body := fmt.Sprintf("port %d\nbind 127.0.0.1\ndaemonize no\ndir %s\nlogfile %s\n"+
+		"sentinel monitor mymaster %s %s 1\nsentinel down-after-milliseconds mymaster %d\n"+
+		"sentinel failover-timeout mymaster 10000\n",
+		port, dir, filepath.Join(dir, "redis.log"), host, mport, downAfter.Milliseconds())
+	if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s := &Server{t: t, Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), Dir: dir,
+		args: []string{bin, conf, "--sentinel"}}
+	s.start()
+	t.Cleanup(s.Stop)
+	return s
+}
+
+// Master asks a Sentinel for the address of the master it watches.
+func (s *Server) Master() (string, error) {
+	c, err := net.DialTimeout("tcp", s.Addr, time.Second)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := c.Write([]byte("SENTINEL get-master-addr-by-name mymaster\r\n")); err != nil {
+		return "", err
+	}
+	r := bufio.NewReader(c)
+	var parts []string
+	line, err := r.ReadString('\n')
+	if err != nil || !strings.HasPrefix(line, "*2") {
+		return "", fmt.Errorf("sentinel answered %q: %v", strings.TrimSpace(line), err)
+	}
+	for range 2 {
+		if _, err := r.ReadString('\n'); err != nil { // $len
+			return "", err
+		}
+		v, err := r.ReadString('\n')
+		if err != nil {
+			return "", err
+		}
+		parts = append(parts, strings.TrimSpace(v))
+	}
+	return net.JoinHostPort(parts[0], parts[1]), nil
 }
 
 // clusterServeAllSlots gives the one node every hash slot and waits until
