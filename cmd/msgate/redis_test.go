@@ -60,3 +60,44 @@ func TestTwoDaemonsShareRedis(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// A complaint taken by one daemon holds the account back on the other
+// within a second, though the other had kept her standing from before.
+func TestTwoDaemonsShareComplaints(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{})
+	onRedis := func(c *config.Config) {
+		withFeedback(c)
+		c.State.Backend, c.State.RedisURL = config.BackendRedis, "redis://"+srv.Addr+"/0"
+	}
+	a, b := startAdminDaemon(t, onRedis), startAdminDaemon(t, onRedis)
+	alice := milter.Message{Login: "alice", From: "alice@example.org", Rcpts: []string{"jo@outlook.com"}, QueueID: "4AliceQ1"}
+	rs, err := dial(t, a.milterAddr).Send(alice)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eom := rs[len(rs)-1]
+	if len(eom.AddedHeaders) != 1 {
+		t.Fatalf("end of message added %v, want the stamp", eom.AddedHeaders)
+	}
+	cb := dial(t, b.milterAddr)
+	alice.QueueID = "4AliceQ2"
+	if r := rcptReplies(t, cb, alice)["jo@outlook.com"]; isDefer(r) {
+		t.Fatalf("alice through the other daemon before the complaint: %v", r)
+	}
+	original := "From: alice@example.org\nSubject: hi\nX-Msgate-Ref: " + eom.AddedHeaders[0][1] + "\n\nbody\n"
+	if res, code := a.fbl(t, jmrpAround("g1", original)); code != 0 || res.Outcome != "recorded" || res.Account != "alice" {
+		t.Fatalf("msgate fbl through the first daemon: %+v, exit %d", res, code)
+	}
+	start := time.Now()
+	for {
+		r := rcptReplies(t, cb, alice)["jo@outlook.com"]
+		if isDefer(r) && strings.Contains(r.Text, "complained") {
+			t.Logf("the other daemon defers alice for the complaint %v after it was taken", time.Since(start))
+			break
+		}
+		if time.Since(start) > time.Second {
+			t.Fatalf("alice through the other daemon 1s after the complaint: %v, want the complaint's deferral", r)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
