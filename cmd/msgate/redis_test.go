@@ -47,15 +47,23 @@ func TestTwoDaemonsShareRedis(t *testing.T) {
 	}
 	// The flag reaches the other daemon within a second (SPEC: shared
 	// state), whatever it kept.
+	heldBackWithin(t, cb, mallory, "the flag")
+}
+
+// heldBackWithin sends m through c until its first recipient is deferred
+// because its account is flagged, and fails the test if that takes over
+// a second (the bound for sharing a change).
+func heldBackWithin(t *testing.T, c *milter.Client, m milter.Message, what string) {
+	t.Helper()
 	start := time.Now()
 	for {
-		r := rcptReplies(t, cb, mallory)["x@outlook.com"]
+		r := rcptReplies(t, c, m)[m.Rcpts[0]]
 		if isDefer(r) && strings.Contains(r.Text, "complained") {
-			t.Logf("the other daemon defers mallory for the flag %v after it was set", time.Since(start))
-			break
+			t.Logf("the other daemon defers %s for %s %v after it", m.From, what, time.Since(start))
+			return
 		}
 		if time.Since(start) > time.Second {
-			t.Fatalf("mallory through the other daemon 1s after the flag: %v, want the flag's deferral", r)
+			t.Fatalf("%s through the other daemon 1s after %s: %v, want the flag's deferral", m.From, what, r)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -88,16 +96,5 @@ func TestTwoDaemonsShareComplaints(t *testing.T) {
 	if res, code := a.fbl(t, jmrpAround("g1", original)); code != 0 || res.Outcome != "recorded" || res.Account != "alice" {
 		t.Fatalf("msgate fbl through the first daemon: %+v, exit %d", res, code)
 	}
-	start := time.Now()
-	for {
-		r := rcptReplies(t, cb, alice)["jo@outlook.com"]
-		if isDefer(r) && strings.Contains(r.Text, "complained") {
-			t.Logf("the other daemon defers alice for the complaint %v after it was taken", time.Since(start))
-			break
-		}
-		if time.Since(start) > time.Second {
-			t.Fatalf("alice through the other daemon 1s after the complaint: %v, want the complaint's deferral", r)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	heldBackWithin(t, cb, alice, "the complaint")
 }

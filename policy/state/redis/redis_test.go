@@ -56,20 +56,28 @@ func TestConformanceRedisServer(t *testing.T) {
 func TestConformanceCluster(t *testing.T) {
 	srv := redistest.Start(t, redistest.Options{Cluster: true})
 	statetest.Run(t, func(t *testing.T) state.Store {
-		c, err := redis.Dial("redis://"+srv.Addr+"?addr="+srv.Addr, time.Second)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, ok := c.(*goredis.ClusterClient); !ok {
-			t.Fatalf("Dial with addr= made a %T, want a cluster client", c)
-		}
-		s, err := redis.New(redis.Options{Client: c})
-		if err != nil {
-			t.Fatal(err)
-		}
+		s := dialStore[*goredis.ClusterClient](t, "redis://"+srv.Addr+"?addr="+srv.Addr)
 		flush(t, srv.Addr)
 		return s
 	})
+}
+
+// dialStore opens a store through redis.Dial, which must have made a
+// client of type C for the URL.
+func dialStore[C goredis.UniversalClient](t *testing.T, url string) *redis.Store {
+	t.Helper()
+	c, err := redis.Dial(url, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := c.(C); !ok {
+		t.Fatalf("Dial(%q) made a %T, want a %T", url, c, *new(C))
+	}
+	s, err := redis.New(redis.Options{Client: c})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
 }
 
 func flush(t *testing.T, addr string) {
@@ -360,6 +368,23 @@ func TestStandingsCache(t *testing.T) {
 	}
 	seenWithin("complaint", func(_ state.Flag, _ bool, cs []state.Complaint) bool { return len(cs) == 1 })
 
+	// Forgetting nothing keeps every cache; forgetting the complaint drops
+	// them all.
+	waitTrusted(t, a, "alice", since)
+	if err := a.ForgetComplaints(ctx, t0.Add(-time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if !a.Cached("alice", since) {
+		t.Error("forgetting no complaint dropped the cached standings")
+	}
+	if err := a.ForgetComplaints(ctx, t0.Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if a.Cached("alice", since) {
+		t.Error("forgetting a complaint left its account's standing cached")
+	}
+	seenWithin("forgotten complaint", func(_ state.Flag, _ bool, cs []state.Complaint) bool { return len(cs) == 0 })
+
 	// The subscription is cut: the unflag is published while b listens
 	// to nobody, and b must still see it within the second.
 	waitTrusted(t, b, "alice", since)
@@ -393,17 +418,7 @@ func TestConformanceSentinel(t *testing.T) {
 	master := redistest.Start(t, redistest.Options{})
 	sentinel := redistest.StartSentinel(t, master, 5*time.Second)
 	statetest.Run(t, func(t *testing.T) state.Store {
-		c, err := redis.Dial("redis://"+sentinel.Addr+"?master_name=mymaster", time.Second)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, ok := c.(*goredis.Client); !ok {
-			t.Fatalf("Dial with master_name= made a %T, want a failover client", c)
-		}
-		s, err := redis.New(redis.Options{Client: c})
-		if err != nil {
-			t.Fatal(err)
-		}
+		s := dialStore[*goredis.Client](t, "redis://"+sentinel.Addr+"?master_name=mymaster")
 		flush(t, master.Addr)
 		return s
 	})
@@ -415,14 +430,7 @@ func TestSentinelFailover(t *testing.T) {
 	master := redistest.Start(t, redistest.Options{})
 	replica := redistest.Start(t, redistest.Options{ReplicaOf: master})
 	sentinel := redistest.StartSentinel(t, master, time.Second)
-	c, err := redis.Dial("redis://"+sentinel.Addr+"?master_name=mymaster", time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := redis.New(redis.Options{Client: c})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := dialStore[*goredis.Client](t, "redis://"+sentinel.Addr+"?master_name=mymaster")
 	defer s.Close()
 	ctx := context.Background()
 	cs := []state.Counter{{Key: "cap", Window: 24 * time.Hour, Limit: 5}}
@@ -456,6 +464,7 @@ func TestSentinelFailover(t *testing.T) {
 	// The store follows on its own: calls may fail until its client has
 	// asked Sentinel again, then the counts from before are there.
 	var u state.Usage
+	var err error
 	for {
 		u, err = s.Usage(ctx, "cap", 24*time.Hour, t0)
 		if err == nil {

@@ -890,24 +890,30 @@ const forgetBatch = 1000
 
 // ForgetComplaints implements state.Store.
 func (s *Store) ForgetComplaints(ctx context.Context, before time.Time) error {
-	err := s.forgetBefore(ctx, forgetComplaintsScript, []string{s.reportsKey(), s.complaintsByTimeKey()},
+	n, err := s.forgetBefore(ctx, forgetComplaintsScript, []string{s.reportsKey(), s.complaintsByTimeKey()},
 		before, s.accountComplaintsKey(""))
-	c, cancel := s.ctx(ctx)
-	defer cancel()
-	s.publish(c, allAccounts)
+	if n > 0 {
+		c, cancel := s.ctx(ctx)
+		defer cancel()
+		s.publish(c, allAccounts)
+	}
 	return err
 }
 
-func (s *Store) forgetBefore(ctx context.Context, script *goredis.Script, keys []string, before time.Time, extra ...any) error {
+// forgetBefore runs a forgetting script until it forgets less than a
+// batch, and returns how many it forgot.
+func (s *Store) forgetBefore(ctx context.Context, script *goredis.Script, keys []string, before time.Time, extra ...any) (int, error) {
+	total := 0
 	for {
 		c, cancel := s.ctx(ctx)
 		n, err := script.Run(c, s.c, keys, append([]any{sinceScore(before), forgetBatch}, extra...)...).Int()
 		cancel()
+		total += n
 		if err != nil {
-			return unavailable(err)
+			return total, unavailable(err)
 		}
 		if n < forgetBatch {
-			return nil
+			return total, nil
 		}
 	}
 }
@@ -950,7 +956,8 @@ func (s *Store) Attribute(ctx context.Context, id string) (string, time.Time, bo
 
 // ForgetAttributions implements state.Store.
 func (s *Store) ForgetAttributions(ctx context.Context, before time.Time) error {
-	return s.forgetBefore(ctx, forgetAttributionsScript, []string{s.attributionsKey(), s.attributionsByTimeKey()}, before)
+	_, err := s.forgetBefore(ctx, forgetAttributionsScript, []string{s.attributionsKey(), s.attributionsByTimeKey()}, before)
+	return err
 }
 
 // Dial connects to the Redis of a URL: a single node (redis://, rediss://,

@@ -64,16 +64,24 @@ func Require(t testing.TB) string {
 	return path
 }
 
-// Start runs redis-server until the test ends.
-func Start(t testing.TB, opts Options) *Server {
+// newServer picks redis-server, a folder and a free loopback port for a
+// server not started yet.
+func newServer(t testing.TB) (s *Server, bin string, port int) {
 	t.Helper()
-	bin := Require(t)
+	bin = Require(t)
 	dir := t.TempDir()
 	port, err := freePort()
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &Server{t: t, Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), Dir: dir}
+	return &Server{t: t, Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), Dir: dir}, bin, port
+}
+
+// Start runs redis-server until the test ends.
+func Start(t testing.TB, opts Options) *Server {
+	t.Helper()
+	s, bin, port := newServer(t)
+	dir := s.Dir
 	s.args = []string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--dir", dir,
 		"--save", "", "--daemonize", "no", "--protected-mode", "yes", "--logfile", filepath.Join(dir, "redis.log")}
 	if opts.AppendOnly {
@@ -103,12 +111,8 @@ func Start(t testing.TB, opts Options) *Server {
 // downAfter. Clients find the master through Sentinel's Addr.
 func StartSentinel(t testing.TB, master *Server, downAfter time.Duration) *Server {
 	t.Helper()
-	bin := Require(t)
-	dir := t.TempDir()
-	port, err := freePort()
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, bin, port := newServer(t)
+	dir := s.Dir
 	host, mport, _ := net.SplitHostPort(master.Addr)
 	conf := filepath.Join(dir, "sentinel.conf")
 	body := fmt.Sprintf("port %d\nbind 127.0.0.1\ndaemonize no\ndir %s\nlogfile %s\n"+
@@ -118,8 +122,7 @@ func StartSentinel(t testing.TB, master *Server, downAfter time.Duration) *Serve
 	if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	s := &Server{t: t, Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), Dir: dir,
-		args: []string{bin, conf, "--sentinel"}}
+	s.args = []string{bin, conf, "--sentinel"}
 	s.start()
 	t.Cleanup(s.Stop)
 	return s
