@@ -142,6 +142,21 @@ func (a *adminDaemon) status(t *testing.T) admin.Status {
 	return st
 }
 
+// scrapeMetrics reads a daemon's /metrics from its admin address.
+func scrapeMetrics(t testing.TB, adminAddr string) string {
+	t.Helper()
+	resp, err := http.Get("http://" + adminAddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
 // sendMany runs sessions concurrently, each sending messages with one
 // Microsoft recipient, and counts accepted and deferred units.
 func sendMany(t *testing.T, addr string, sessions, perSession int) (accepted, deferred int64) {

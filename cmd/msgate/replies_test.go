@@ -41,35 +41,17 @@ func TestThrottleRepliesLowerTheCap(t *testing.T) {
 			t.Fatalf("lookup = %q, %v; want NOTFOUND", r, err)
 		}
 	}
-	metrics := func() string {
-		t.Helper()
-		resp, err := http.Get("http://" + a.adminAddr + "/metrics")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return string(b)
-	}
-	status := func() admin.Status {
-		t.Helper()
-		st, err := admin.NewClient("tcp", a.adminAddr, 10*time.Second).Status(0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return st
-	}
 	lookup("2.0.0 250 2.0.0 OK <x@y>")
 	lookup(throttleKey)
 	lookup(throttleKey)
-	st := status()
+	st := a.status(t)
 	if st.Cap.Limit != 25 || st.Cap.Configured != 100 || st.Cap.Factor != 0.25 || !strings.Contains(st.Cap.Why, "throttled") {
 		t.Fatalf("cap after 2 throttles = %+v, want 25 lowered from 100", st.Cap)
 	}
 	if st.Delivery.State != "normal" || !st.Delivery.Feed {
 		t.Fatalf("delivery after 2 throttles = %+v", st.Delivery)
 	}
-	m := metrics()
+	m := scrapeMetrics(t, a.adminAddr)
 	for _, want := range []string{
 		"msgate_cap_limit 25", "msgate_cap_factor 0.25", "msgate_microsoft_delivery_state 0",
 		`msgate_delivery_replies_total{class="throttle",rule="ip_reputation"} 2`,
@@ -80,10 +62,10 @@ func TestThrottleRepliesLowerTheCap(t *testing.T) {
 		}
 	}
 	lookup(throttleKey)
-	if st := status(); st.Delivery.State != "throttled" || st.Delivery.Rule != "ip_reputation" || st.Cap.Limit != 12 {
+	if st := a.status(t); st.Delivery.State != "throttled" || st.Delivery.Rule != "ip_reputation" || st.Cap.Limit != 12 {
 		t.Fatalf("after 3 throttles: delivery %+v, cap %+v", st.Delivery, st.Cap)
 	}
-	if m := metrics(); !strings.Contains(m, "msgate_microsoft_delivery_state 1") {
+	if m := scrapeMetrics(t, a.adminAddr); !strings.Contains(m, "msgate_microsoft_delivery_state 1") {
 		t.Errorf("/metrics lacks the throttled state")
 	}
 	c := dial(t, a.milterAddr)
@@ -179,14 +161,6 @@ func TestLogFileFeed(t *testing.T) {
 		t.Fatal(err)
 	}
 	a := startAdminDaemon(t, func(c *config.Config) { c.Replies.LogFile = logFile })
-	status := func() admin.Status {
-		t.Helper()
-		st, err := admin.NewClient("tcp", a.adminAddr, 10*time.Second).Status(0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return st
-	}
 	time.Sleep(300 * time.Millisecond) // the follower has opened the log at its end
 	f, err := os.OpenFile(logFile, os.O_APPEND|os.O_WRONLY, 0)
 	if err != nil {
@@ -198,15 +172,15 @@ func TestLogFileFeed(t *testing.T) {
 	f.Close()
 	time.Sleep(600 * time.Millisecond)
 	// The line from before msgate started does not count: four are not five.
-	if st := status(); st.Delivery.State != "normal" || !st.Delivery.Feed {
+	if st := a.status(t); st.Delivery.State != "normal" || !st.Delivery.Feed {
 		t.Fatalf("after 4 new lines: %+v", st.Delivery)
 	}
 	f, _ = os.OpenFile(logFile, os.O_APPEND|os.O_WRONLY, 0)
 	fmt.Fprintln(f, "Dec  3 12:00:09 mx postfix/smtp[2]: Q9: to=<bob@outlook.com>, relay=r, dsn=5.7.1, status=bounced (host h said: 550 5.7.1 on our block list (S3150). (in reply to MAIL FROM command))")
 	f.Close()
-	for i := 0; status().Delivery.State != "blocked"; i++ {
+	for i := 0; a.status(t).Delivery.State != "blocked"; i++ {
 		if i > 100 {
-			t.Fatalf("not blocked after the fifth line: %+v", status().Delivery)
+			t.Fatalf("not blocked after the fifth line: %+v", a.status(t).Delivery)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
