@@ -12,6 +12,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"reflect"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -137,10 +138,10 @@ type daemon struct {
 	ingester atomic.Pointer[feedback.Ingester]
 	// snds imports SNDS's exports; nil when [snds] key is empty.
 	snds *sndsFeed
-	// feed is what Microsoft's replies do; feedLn, when set, is where
-	// Postfix reports them.
 	// alerts carries [alerts] out.
 	alerts *alerter
+	// feed is what Microsoft's replies do; feedLn, when set, is where
+	// Postfix reports them.
 	feed   *deliveryFeed
 	feedLn net.Listener
 	// rel releases held mail ([release], msgate release).
@@ -398,28 +399,20 @@ func (d *daemon) run(ctx context.Context, ln, adminLn net.Listener) error {
 			}
 		}()
 	}
+	// The daemon's own workers run until run returns.
 	fctx, fstop := context.WithCancel(context.Background())
-	feedDone := make(chan struct{})
-	go func() { d.feed.run(fctx); close(feedDone) }()
-	defer func() { fstop(); <-feedDone }()
-	capDone := make(chan struct{})
-	go func() {
+	var workers sync.WaitGroup
+	defer func() { fstop(); workers.Wait() }()
+	workers.Go(func() { d.feed.run(fctx) })
+	workers.Go(func() {
 		d.alerts.watchCap(fctx, d.engine, func() time.Time { return d.now() }, func() time.Duration { return d.cfg.Load().State.Timeout.D() })
-		close(capDone)
-	}()
-	defer func() { fstop(); <-capDone }()
-	relDone := make(chan struct{})
-	go func() { d.rel.loop(fctx); close(relDone) }()
-	defer func() { fstop(); <-relDone }()
+	})
+	workers.Go(func() { d.rel.loop(fctx) })
 	if path := d.cfg.Load().Replies.LogFile; path != "" {
-		logDone := make(chan struct{})
-		go func() { d.feed.followLog(fctx, path); close(logDone) }()
-		defer func() { fstop(); <-logDone }()
+		workers.Go(func() { d.feed.followLog(fctx, path) })
 	}
 	if d.snds != nil {
-		sndsDone := make(chan struct{})
-		go func() { d.snds.run(fctx); close(sndsDone) }()
-		defer func() { fstop(); <-sndsDone }()
+		workers.Go(func() { d.snds.run(fctx) })
 	}
 	if d.feedLn != nil {
 		fs := d.feed.serveFeed(d.feedLn)
