@@ -3,7 +3,6 @@ package config
 import (
 	"fmt"
 	"net/url"
-	"path/filepath"
 	"strings"
 	"time"
 )
@@ -37,9 +36,6 @@ func defaultAlerts() Alerts {
 	return Alerts{Timeout: Duration(5 * time.Second), Retries: 3, Backoff: Duration(time.Second), QueueSize: 100}
 }
 
-// Enabled reports whether alerts go anywhere.
-func (a Alerts) Enabled() bool { return len(a.Command) > 0 || a.URL != "" }
-
 // HTTPHeader is one of Headers, split.
 type HTTPHeader struct{ Name, Value string }
 
@@ -54,9 +50,7 @@ func (a Alerts) HTTPHeaders() []HTTPHeader {
 }
 
 func (a *Alerts) validate(v *validator) {
-	if len(a.Command) > 0 && !filepath.IsAbs(a.Command[0]) {
-		v.add("alerts.command", "the program must be an absolute path, not %q", a.Command[0])
-	}
+	v.program("alerts.command", a.Command)
 	if a.URL != "" {
 		u, err := url.Parse(a.URL)
 		switch {

@@ -128,11 +128,15 @@ func (r *ReplyRule) setDefaults() {
 }
 
 // ReplyStateFile is where the delivery state is kept.
-func (c *Config) ReplyStateFile() string {
-	if c.Replies.StateFile != "" {
-		return c.Replies.StateFile
+func (c *Config) ReplyStateFile() string { return c.besideState(c.Replies.StateFile, "delivery.json") }
+
+// besideState is path, or when it is empty the file name next to
+// state.path.
+func (c *Config) besideState(path, name string) string {
+	if path != "" {
+		return path
 	}
-	return filepath.Join(filepath.Dir(c.State.Path), "delivery.json")
+	return filepath.Join(filepath.Dir(c.State.Path), name)
 }
 
 // DefaultReplyRules are Microsoft's replies as ../notes and KumoMTA's
@@ -214,12 +218,7 @@ type Threshold struct {
 func (t *Threshold) setDefaults() { t.Action = ActionDefer }
 
 // SpoolDir is Spool, or its default next to the state file.
-func (c *Config) SpoolDir() string {
-	if c.Feedback.Spool != "" {
-		return c.Feedback.Spool
-	}
-	return filepath.Join(filepath.Dir(c.State.Path), "spool")
-}
+func (c *Config) SpoolDir() string { return c.besideState(c.Feedback.Spool, "spool") }
 
 // Mitigation caps the whole server's Microsoft units in a rolling window,
 // optionally growing day by day from a start date (a warm-up ramp).

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net/netip"
 	"net/url"
-	"path/filepath"
 	"strings"
 	"time"
 )
@@ -54,12 +53,7 @@ func defaultSNDS() SNDS {
 }
 
 // SNDSStateFile is where the last SNDS import is kept.
-func (c *Config) SNDSStateFile() string {
-	if c.SNDS.StateFile != "" {
-		return c.SNDS.StateFile
-	}
-	return filepath.Join(filepath.Dir(c.State.Path), "snds.json")
-}
+func (c *Config) SNDSStateFile() string { return c.besideState(c.SNDS.StateFile, "snds.json") }
 
 // Addrs parses IPs (Validate has checked them).
 func (s SNDS) Addrs() []netip.Addr {
@@ -109,7 +103,5 @@ func (s *SNDS) validate(v *validator, m Mitigation) {
 			v.add("snds.ramp_green_only", "needs a mitigation ramp (mitigation.enabled, ramp_start, and ramp or ramp_growth)")
 		}
 	}
-	if s.StateFile != "" && !filepath.IsAbs(s.StateFile) {
-		v.add("snds.state_file", "must be an absolute path, not %q", s.StateFile)
-	}
+	v.absPath("snds.state_file", s.StateFile)
 }

@@ -75,6 +75,21 @@ func (v *validator) notNegative(key string, d Duration) {
 	}
 }
 
+// absPath checks that path, when set, is absolute.
+func (v *validator) absPath(key, path string) {
+	if path != "" && !filepath.IsAbs(path) {
+		v.add(key, "must be an absolute path, not %q", path)
+	}
+}
+
+// program checks that a command, when set, names its program by an
+// absolute path.
+func (v *validator) program(key string, argv []string) {
+	if len(argv) > 0 && !filepath.IsAbs(argv[0]) {
+		v.add(key, "the program must be an absolute path, not %q", argv[0])
+	}
+}
+
 func (m *Milter) validate(v *validator) {
 	if _, _, err := ParseListen(m.Listen); err != nil {
 		v.add("milter.listen", "%v", err)
@@ -400,12 +415,8 @@ func (f *Feedback) validate(v *validator) {
 	if f.Retention.D() < time.Hour {
 		v.add("feedback.retention", "must be at least 1h, not %s", f.Retention)
 	}
-	if f.Spool != "" && !filepath.IsAbs(f.Spool) {
-		v.add("feedback.spool", "must be an absolute path, not %q", f.Spool)
-	}
-	if len(f.OnFlag) > 0 && !filepath.IsAbs(f.OnFlag[0]) {
-		v.add("feedback.on_flag", "the program must be an absolute path, not %q", f.OnFlag[0])
-	}
+	v.absPath("feedback.spool", f.Spool)
+	v.program("feedback.on_flag", f.OnFlag)
 	for i, t := range f.Threshold {
 		key := fmt.Sprintf("feedback.threshold[%d]", i)
 		if t.Complaints < 1 {
@@ -426,31 +437,23 @@ func (r *Replies) validate(v *validator) {
 			v.add("replies.listen", "%v", err)
 		}
 	}
-	if r.LogFile != "" && !filepath.IsAbs(r.LogFile) {
-		v.add("replies.log_file", "must be an absolute path, not %q", r.LogFile)
-	}
+	v.absPath("replies.log_file", r.LogFile)
 	if r.LogFile != "" && r.Listen != "" {
 		v.add("replies.log_file", "set replies.listen or replies.log_file, not both: every outcome would count twice")
 	}
-	if r.StateFile != "" && !filepath.IsAbs(r.StateFile) {
-		v.add("replies.state_file", "must be an absolute path, not %q", r.StateFile)
-	}
+	v.absPath("replies.state_file", r.StateFile)
 	v.oneOf("replies.paused_action", r.PausedAction, ActionDefer, ActionHold)
-	if r.TransportFile != "" && !filepath.IsAbs(r.TransportFile) {
-		v.add("replies.transport_file", "must be an absolute path, not %q", r.TransportFile)
-	}
+	v.absPath("replies.transport_file", r.TransportFile)
 	for _, c := range []struct {
 		key      string
 		cmd      []string
 		required bool
 	}{{"replies.postmap", r.Postmap, r.TransportFile != ""}, {"replies.reload", r.Reload, false}, {"replies.on_resume", r.OnResume, false},
 		{"replies.release", r.Release, r.PausedAction == ActionHold}, {"replies.on_event", r.OnEvent, false}} {
-		switch {
-		case len(c.cmd) == 0 && c.required:
+		if len(c.cmd) == 0 && c.required {
 			v.add(c.key, "is required here: name the program as an absolute path")
-		case len(c.cmd) > 0 && !filepath.IsAbs(c.cmd[0]):
-			v.add(c.key, "the program must be an absolute path, not %q", c.cmd[0])
 		}
+		v.program(c.key, c.cmd)
 	}
 	if !(r.CapFactor > 0 && r.CapFactor < 1) {
 		v.add("replies.cap_factor", "must be more than 0 and less than 1, not %v", r.CapFactor)
@@ -501,12 +504,10 @@ func (r *Release) validate(v *validator, replies Replies) {
 	if r.LeaveRoom < 0 {
 		v.add("release.leave_room", "must be 0 or more, not %d", r.LeaveRoom)
 	}
-	switch {
-	case len(r.Postqueue) == 0:
+	if len(r.Postqueue) == 0 {
 		v.add("release.postqueue", "is required: name the program as an absolute path")
-	case !filepath.IsAbs(r.Postqueue[0]):
-		v.add("release.postqueue", "the program must be an absolute path, not %q", r.Postqueue[0])
 	}
+	v.program("release.postqueue", r.Postqueue)
 	if r.Enabled && len(replies.Release) == 0 {
 		v.add("release.enabled", "needs replies.release, the command that releases held mail")
 	}
