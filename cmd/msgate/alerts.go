@@ -62,11 +62,7 @@ func (a *alerter) configure(c config.Alerts) {
 		s.Targets = append(s.Targets, alert.Command(c.Command, runCommand))
 	}
 	if c.URL != "" {
-		var hs []alert.Header
-		for _, h := range c.HTTPHeaders() {
-			hs = append(hs, alert.Header{Name: h.Name, Value: h.Value})
-		}
-		s.Targets = append(s.Targets, alert.HTTP(c.URL, hs))
+		s.Targets = append(s.Targets, alert.HTTP(c.URL, c.HTTPHeaders()))
 	}
 	a.timeout.Store(int64(c.Timeout.D()))
 	a.on.Store(len(s.Targets) > 0)

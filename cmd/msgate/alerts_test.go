@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -24,6 +23,7 @@ import (
 	"github.com/msgate/msgate/cmd/msgate/internal/alert"
 	"github.com/msgate/msgate/cmd/msgate/internal/socketmap"
 	"github.com/msgate/msgate/milter"
+	"github.com/msgate/msgate/policy"
 	"github.com/msgate/msgate/policy/config"
 )
 
@@ -138,15 +138,7 @@ func (a *alertDaemon) admin() *admin.Client {
 	return admin.NewClient("tcp", a.adminAddr, 10*time.Second)
 }
 
-func (a *alertDaemon) metrics(t testing.TB) string {
-	resp, err := http.Get("http://" + a.adminAddr + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return string(b)
-}
+func (a *alertDaemon) metrics(t testing.TB) string { return scrapeMetrics(t, a.adminAddr) }
 
 // metric reads one sample of /metrics text, 0 when it is not there.
 func metric(text, sample string) float64 {
@@ -280,13 +272,17 @@ func TestAlertsCommand(t *testing.T) {
 // the alerts queued behind the dead receiver are retried, dropped when the
 // queue is full, and counted.
 func TestAlertsDeadReceiver(t *testing.T) {
+	// A flag that waited on its alert would take at least one attempt's
+	// timeout (hung) or the backoffs between attempts (closed port): the
+	// 20 flags would take 20 of them at the least.
+	const wait = 100 * time.Millisecond
 	for _, kind := range []string{"closed-port", "hung"} {
 		t.Run(kind, func(t *testing.T) {
 			url := deadReceiver(t, kind)
 			a := startAlertDaemon(t, zap.NewNop(), func(c *config.Config) {
 				c.Mitigation.Enabled, c.Mitigation.DailyCap = true, 10
 				c.Alerts.URL = url
-				c.Alerts.Timeout, c.Alerts.Backoff = config.Duration(100*time.Millisecond), config.Duration(10*time.Millisecond)
+				c.Alerts.Timeout, c.Alerts.Backoff = config.Duration(wait), config.Duration(wait)
 				c.Alerts.Retries, c.Alerts.QueueSize = 2, 2
 			})
 			cl := a.admin()
@@ -297,6 +293,9 @@ func TestAlertsDeadReceiver(t *testing.T) {
 				}
 			}
 			flags := time.Since(start)
+			if flags >= 20*wait {
+				t.Errorf("20 flags took %v: they waited on their alerts", flags)
+			}
 			c := dial(t, a.milterAddr)
 			start = time.Now()
 			answered := 0
@@ -330,6 +329,43 @@ func TestAlertsDeadReceiver(t *testing.T) {
 			t.Logf("%s receiver: 20 flags in %v, 30 messages in %v; alerts dropped %v, retried %v",
 				kind, flags.Round(time.Microsecond), msgs.Round(time.Microsecond), dropped, retried)
 		})
+	}
+}
+
+// Waking the cap watch is all a decision does for alerts: no allocation,
+// no store read, and no wait when a wake is already pending.
+func TestAlertsObserveCostsNothing(t *testing.T) {
+	a := &alerter{poke: make(chan struct{}, 1)}
+	a.on.Store(true)
+	accepted := policy.Decision{Reason: policy.ReasonMessageAccepted}
+	capped := policy.Decision{Reason: policy.ReasonDailyCap}
+	allocs := make(chan float64, 1)
+	go func() {
+		allocs <- testing.AllocsPerRun(1000, func() {
+			a.observe("end-of-message", accepted)
+			a.observe("rcpt", capped)
+		})
+	}()
+	select {
+	case n := <-allocs:
+		if n != 0 {
+			t.Errorf("observe allocates %v times per decision", n)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("observe waits when a wake is already pending")
+	}
+	select {
+	case <-a.poke:
+	default:
+		t.Error("a committed message did not wake the cap watch")
+	}
+	a.observe("rcpt", policy.Decision{Reason: policy.ReasonMessageAccepted})
+	a.on.Store(false)
+	a.observe("end-of-message", accepted)
+	select {
+	case <-a.poke:
+		t.Error("the cap watch was woken by a recipient accepted, or with alerts off")
+	default:
 	}
 }
 

@@ -3,6 +3,7 @@ package alert
 import (
 	"context"
 	"encoding/json"
+	"strings"
 	"sync"
 	"time"
 
@@ -83,7 +84,7 @@ func New(o Options) *Dispatcher {
 		o.Sleep = sleep
 	}
 	f := promauto.With(o.Registerer)
-	labels := " Counted per target (command, url), by event (" + joinNames() + ")."
+	labels := " Counted per target (command, url), by event (" + strings.Join(Names, ", ") + ")."
 	d := &Dispatcher{log: o.Log, sleep: o.Sleep, m: metrics{
 		sent: f.NewCounterVec(prometheus.CounterOpts{Name: "msgate_alerts_sent_total",
 			Help: "Alerts delivered ([alerts] command exited 0, url answered 2xx)." + labels}, []string{"event"}),
@@ -100,17 +101,6 @@ func New(o Options) *Dispatcher {
 		}
 	}
 	return d
-}
-
-func joinNames() string {
-	s := ""
-	for i, n := range Names {
-		if i > 0 {
-			s += ", "
-		}
-		s += n
-	}
-	return s
 }
 
 // Configure puts settings in force for the alerts sent from now on. The

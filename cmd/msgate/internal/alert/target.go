@@ -7,6 +7,8 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+
+	"github.com/msgate/msgate/policy/config"
 )
 
 // Command is a target that runs argv with the event's JSON on its standard
@@ -18,12 +20,10 @@ func Command(argv []string, run func(ctx context.Context, argv []string, stdin [
 	}}
 }
 
-// Header is one HTTP header sent with every POST.
-type Header struct{ Name, Value string }
-
 // HTTP is a target that POSTs the event's JSON to rawURL. Only a 2xx answer
 // is a delivery: a redirect is not followed and counts as a failure.
-func HTTP(rawURL string, headers []Header) Target {
+// headers are sent with every POST.
+func HTTP(rawURL string, headers []config.HTTPHeader) Target {
 	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	shown := rawURL
 	if u, err := url.Parse(rawURL); err == nil {

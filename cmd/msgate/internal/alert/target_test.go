@@ -10,6 +10,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/msgate/msgate/policy/config"
 )
 
 func TestAlertHTTPTarget(t *testing.T) {
@@ -25,7 +27,7 @@ func TestAlertHTTPTarget(t *testing.T) {
 		w.WriteHeader(status)
 	}))
 	defer srv.Close()
-	tg := HTTP(srv.URL+"/hook", []Header{{"Authorization", "Bearer s3cret"}, {"X-Team", "mail"}})
+	tg := HTTP(srv.URL+"/hook", []config.HTTPHeader{{Name: "Authorization", Value: "Bearer s3cret"}, {Name: "X-Team", Value: "mail"}})
 	if err := tg.Send(context.Background(), []byte(`{"event":"flagged"}`+"\n")); err != nil {
 		t.Fatal(err)
 	}
