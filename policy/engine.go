@@ -436,11 +436,7 @@ func (e *Engine) EndOfMessage(ctx context.Context, tx *Transaction, now time.Tim
 		// msgate release counts them when it releases the message. Its
 		// queue id is remembered, so that the release knows its account.
 		e.Abort(ctx, tx)
-		if tx.Env.QueueID != "" && tx.Account.Kind != AccountNone {
-			if err := e.store.Remember(ctx, tx.Env.QueueID, tx.Account.Name, now); err != nil {
-				d.Err = errors.Join(d.Err, fmt.Errorf("remembering the queue id: %w", err))
-			}
-		}
+		e.remember(ctx, tx, &d, now)
 		return d
 	}
 	d := Decision{Reason: ReasonMessageAccepted}
@@ -479,10 +475,18 @@ func (e *Engine) mark(ctx context.Context, tx *Transaction, d *Decision, now tim
 			d.Stamp = tok
 		}
 	}
-	if tx.Env.QueueID != "" && tx.microsoft {
-		if err := e.store.Remember(ctx, tx.Env.QueueID, tx.Account.Name, now); err != nil {
-			d.Err = errors.Join(d.Err, fmt.Errorf("remembering the queue id: %w", err))
-		}
+	e.remember(ctx, tx, d, now)
+}
+
+// remember records the account of a message with a Microsoft recipient by
+// its queue id, for a complaint about it or its release from the hold
+// queue. A failure is logged through d.Err.
+func (e *Engine) remember(ctx context.Context, tx *Transaction, d *Decision, now time.Time) {
+	if tx.Env.QueueID == "" || !tx.microsoft || tx.Account.Kind == AccountNone {
+		return
+	}
+	if err := e.store.Remember(ctx, tx.Env.QueueID, tx.Account.Name, now); err != nil {
+		d.Err = errors.Join(d.Err, fmt.Errorf("remembering the queue id: %w", err))
 	}
 }
 

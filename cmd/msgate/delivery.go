@@ -459,6 +459,13 @@ const commandTimeout = 30 * time.Second
 // runCommand runs argv with stdin (nil for none) within commandTimeout; its
 // error carries what the command printed.
 func runCommand(ctx context.Context, argv []string, stdin []byte) error {
+	_, err := commandOutput(ctx, argv, stdin)
+	return err
+}
+
+// commandOutput is runCommand that also returns what the command printed,
+// standard output and error together.
+func commandOutput(ctx context.Context, argv []string, stdin []byte) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, commandTimeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
@@ -467,9 +474,9 @@ func runCommand(ctx context.Context, argv []string, stdin []byte) error {
 	}
 	out, err := cmd.CombinedOutput()
 	if err != nil {
-		return fmt.Errorf("%s: %w: %s", argv[0], err, strings.TrimSpace(string(out)))
+		return out, fmt.Errorf("%s: %w: %s", argv[0], err, strings.TrimSpace(string(out)))
 	}
-	return nil
+	return out, nil
 }
 
 func fileExists(path string) bool {

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -42,7 +41,7 @@ func runRelease(args []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 	c := admin.NewClient(network, address, releaseTimeout)
-	rep, err := c.Release(context.Background(), admin.ReleaseRequest{DryRun: *dry, Max: *most})
+	rep, err := c.Release(admin.ReleaseRequest{DryRun: *dry, Max: *most})
 	if err != nil {
 		return clientFailed("release", err, stderr)
 	}

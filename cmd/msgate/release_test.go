@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -272,5 +273,22 @@ func TestReleaseLoop(t *testing.T) {
 			t.Fatalf("the daemon did not release: %v", fake.calls(t))
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// postsuper -H that finds no held message (released or deleted meanwhile)
+// fails the release, so that its units are given back.
+func TestPostsuperRelease(t *testing.T) {
+	postsuper := []string{"/bin/sh", "-c", `case $2 in 4GONE) n=0;; *) n=1;; esac
+echo "postsuper: Released from hold: $n message" >&2`, "postsuper"}
+	ctx := context.Background()
+	if err := postsuperRelease(ctx, postsuper, "4HERE"); err != nil {
+		t.Errorf("a held message: %v", err)
+	}
+	if err := postsuperRelease(ctx, postsuper, "4GONE"); !errors.Is(err, errNotHeld) {
+		t.Errorf("a message no longer held: %v, want errNotHeld", err)
+	}
+	if err := postsuperRelease(ctx, []string{"/bin/false"}, "4HERE"); err == nil || errors.Is(err, errNotHeld) {
+		t.Errorf("a failing postsuper: %v", err)
 	}
 }

@@ -8,7 +8,6 @@ import (
 	"os/exec"
 	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -69,10 +68,13 @@ func (r *releaser) run(ctx context.Context, req admin.ReleaseRequest) (admin.Rel
 	if err != nil {
 		return rep, err
 	}
+	// Each account once: HeldRoom reads the store for every account given.
 	accounts := make([]string, 0, len(cands))
 	for _, c := range cands {
 		accounts = append(accounts, c.Account)
 	}
+	slices.Sort(accounts)
+	accounts = slices.Compact(accounts)
 	capRoom, room, err := r.engine.HeldRoom(ctx, accounts, now)
 	if err != nil {
 		return rep, fmt.Errorf("reading the room left by the cap and the rules: %w", err)
@@ -204,7 +206,7 @@ func (r *releaser) execute(ctx context.Context, cfg *config.Config, steps []rele
 			rep.Add(st)
 			continue
 		}
-		if err := postsuperRelease(ctx, cfg.Replies.Release, []string{s.ID}); err != nil {
+		if err := postsuperRelease(ctx, cfg.Replies.Release, s.ID); err != nil {
 			if rerr := r.engine.ReturnHeld(ctx, &adm); rerr != nil {
 				err = errors.Join(err, fmt.Errorf("giving its units back: %w", rerr))
 			}
@@ -277,28 +279,15 @@ var heldReleased = regexp.MustCompile(`Released from hold: (\d+) message`)
 // errNotHeld reports ids that postsuper -H did not find in the hold queue.
 var errNotHeld = errors.New("not in the hold queue (released or deleted meanwhile)")
 
-// postsuperRelease releases held mail with replies.release, at most
-// releaseBatch ids a command. When postsuper says it released fewer than
-// asked, the error wraps errNotHeld.
-func postsuperRelease(ctx context.Context, argv []string, ids []string) error {
-	for len(ids) > 0 {
-		n := min(len(ids), releaseBatch)
-		args := slices.Clone(argv)
-		for _, id := range ids[:n] {
-			args = append(args, "-H", id)
-		}
-		ctx, cancel := context.WithTimeout(ctx, commandTimeout)
-		out, err := exec.CommandContext(ctx, args[0], args[1:]...).CombinedOutput()
-		cancel()
-		if err != nil {
-			return fmt.Errorf("%s: %w: %s", args[0], err, strings.TrimSpace(string(out)))
-		}
-		if m := heldReleased.FindSubmatch(out); m != nil {
-			if got, _ := strconv.Atoi(string(m[1])); got < n {
-				return fmt.Errorf("%s released %d of %d: %w", args[0], got, n, errNotHeld)
-			}
-		}
-		ids = ids[n:]
+// postsuperRelease releases one held message with replies.release. When
+// postsuper says it released none, the error wraps errNotHeld.
+func postsuperRelease(ctx context.Context, argv []string, id string) error {
+	out, err := commandOutput(ctx, append(slices.Clone(argv), "-H", id), nil)
+	if err != nil {
+		return err
+	}
+	if m := heldReleased.FindSubmatch(out); m != nil && string(m[1]) == "0" {
+		return fmt.Errorf("%s released 0 of 1: %w", argv[0], errNotHeld)
 	}
 	return nil
 }

@@ -1,8 +1,6 @@
 package admin
 
 import (
-	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -86,18 +84,10 @@ func (s *Server) release(w http.ResponseWriter, r *http.Request) {
 
 // Release asks the daemon to release held mail (or, with DryRun, to plan
 // it). A release may take a while: each message runs postsuper.
-func (c *Client) Release(ctx context.Context, req ReleaseRequest) (ReleaseReport, error) {
+func (c *Client) Release(req ReleaseRequest) (ReleaseReport, error) {
 	var rep ReleaseReport
-	b, err := json.Marshal(req)
-	if err != nil {
-		return rep, err
-	}
-	hr, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+"/v1/release", bytes.NewReader(b))
-	if err != nil {
-		return rep, err
-	}
-	hr.Header.Set("Content-Type", "application/json")
-	return rep, c.send(hr, &rep)
+	err := c.do(http.MethodPost, "/v1/release", req, &rep)
+	return rep, err
 }
 
 // Add appends a step and counts its outcome.
