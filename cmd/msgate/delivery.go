@@ -121,7 +121,7 @@ func newDeliveryFeed(cfg *config.Config, log *zap.Logger, e *policy.Engine, m *a
 		path: cfg.ReplyStateFile(), wake: make(chan struct{}, 1), cfg: cfg.Replies, rcfg: rc}
 	if cfg.State.Backend == config.BackendMemory {
 		f.path = "" // nothing is kept on the memory backend
-	} else if err := f.load(); err != nil {
+	} else if err := readStateFile(f.log, f.path, "delivery state", "starting from normal", &f.saved); err != nil {
 		return nil, err
 	}
 	f.tr = replies.NewTracker(rc, f.saved.State)
@@ -129,28 +129,6 @@ func newDeliveryFeed(cfg *config.Config, log *zap.Logger, e *policy.Engine, m *a
 	f.publish(now())
 	f.mu.Unlock()
 	return f, nil
-}
-
-func (f *deliveryFeed) load() error {
-	b, err := os.ReadFile(f.path)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("reading the delivery state: %w", err)
-	}
-	if err := json.Unmarshal(b, &f.saved); err != nil {
-		// Refusing to start would stop every decision over a file that
-		// only steers Microsoft delivery: keep it for the admin, start
-		// from normal.
-		f.saved = savedDelivery{}
-		aside := f.path + ".damaged"
-		if rerr := os.Rename(f.path, aside); rerr != nil {
-			return fmt.Errorf("the delivery state %s is damaged (%v) and cannot be moved aside: %w", f.path, err, rerr)
-		}
-		f.log.Error("the delivery state was damaged: kept aside, starting from normal", zap.String("file", aside), zap.Error(err))
-	}
-	return nil
 }
 
 // setConfig puts a reloaded [replies] in force.
@@ -510,6 +488,31 @@ func writeFileAtomic(path string, b []byte) error {
 		return err
 	}
 	return os.Rename(tmp.Name(), path)
+}
+
+// readStateFile reads the JSON state file at path into v; a missing file
+// leaves v as it is. A damaged one is moved aside (path.damaged) for the
+// admin and v zeroed: refusing to start would stop every decision over a
+// file that only steers Microsoft delivery. what names the state and
+// starting what msgate starts from then, for the errors and the log.
+func readStateFile[T any](log *zap.Logger, path, what, starting string, v *T) error {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("reading the %s: %w", what, err)
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		var zero T
+		*v = zero
+		aside := path + ".damaged"
+		if rerr := os.Rename(path, aside); rerr != nil {
+			return fmt.Errorf("the %s %s is damaged (%v) and cannot be moved aside: %w", what, path, err, rerr)
+		}
+		log.Error("the "+what+" was damaged: kept aside, "+starting, zap.String("file", aside), zap.Error(err))
+	}
+	return nil
 }
 
 // followLog reads replies.log_file until ctx ends.

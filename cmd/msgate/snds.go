@@ -8,7 +8,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"os"
 	"slices"
 	"sync"
 	"time"
@@ -77,33 +76,12 @@ func newSNDSFeed(cfg *config.Config, log *zap.Logger, m *admin.Metrics, delivery
 		client: &http.Client{Timeout: cfg.SNDS.Timeout.D()}}
 	if cfg.State.Backend == config.BackendMemory {
 		f.path = ""
-	} else if err := f.load(); err != nil {
+	} else if err := readStateFile(f.log, f.path, "SNDS state", "starting without an import", &f.saved); err != nil {
 		return nil, err
 	}
 	f.assessed = snds.Assess(f.acfg, f.saved.Import)
 	f.publish(now())
 	return f, nil
-}
-
-func (f *sndsFeed) load() error {
-	b, err := os.ReadFile(f.path)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("reading the SNDS state: %w", err)
-	}
-	if err := json.Unmarshal(b, &f.saved); err != nil {
-		// As with the delivery state: keep it for the admin, start
-		// without an import; the next fetch makes one.
-		f.saved = savedSNDS{}
-		aside := f.path + ".damaged"
-		if rerr := os.Rename(f.path, aside); rerr != nil {
-			return fmt.Errorf("the SNDS state %s is damaged (%v) and cannot be moved aside: %w", f.path, err, rerr)
-		}
-		f.log.Error("the SNDS state was damaged: kept aside, starting without an import", zap.String("file", aside), zap.Error(err))
-	}
-	return nil
 }
 
 // hold is how long an SNDS block lasts past a fetch attempt: until the
@@ -166,9 +144,10 @@ func (f *sndsFeed) importOnce(ctx context.Context) error {
 	if err != nil {
 		f.lastError = err.Error()
 		f.errors++
+		last := f.saved.Import.At
 		f.mu.Unlock()
 		f.metrics.SNDSImported(false)
-		f.log.Warn("SNDS import failed; the last import stays in force", zap.Time("last_import", f.imported()), zap.Error(err))
+		f.log.Warn("SNDS import failed; the last import stays in force", zap.Time("last_import", last), zap.Error(err))
 		f.publish(now) // a block in force is renewed: it lasts until an import lifts it
 		f.emit(snds.Event{Kind: snds.EventImportFailed, At: now, Reason: err.Error()})
 		return err
@@ -206,12 +185,6 @@ func (f *sndsFeed) importOnce(ctx context.Context) error {
 		f.emit(e)
 	}
 	return nil
-}
-
-func (f *sndsFeed) imported() time.Time {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.saved.Import.At
 }
 
 func (f *sndsFeed) emit(e snds.Event) {

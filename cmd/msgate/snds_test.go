@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -184,6 +185,30 @@ func TestSNDSImportBlocksDelivery(t *testing.T) {
 	}
 }
 
+// restarter returns start, which closes the daemon it started last and
+// starts another on cfg, as a restart would; the last is closed when the
+// test ends.
+func restarter(t *testing.T, cfg *config.Config) func() *daemon {
+	var last *daemon
+	t.Cleanup(func() {
+		if last != nil {
+			last.close()
+		}
+	})
+	return func() *daemon {
+		t.Helper()
+		if last != nil {
+			last.close()
+		}
+		d, err := newDaemon(cfg, zap.NewNop())
+		if err != nil {
+			t.Fatal(err)
+		}
+		last = d
+		return d
+	}
+}
+
 func metricsText(t *testing.T, addr string) string {
 	t.Helper()
 	resp, err := http.Get("http://" + addr + "/metrics")
@@ -203,20 +228,7 @@ func TestSNDSStateFileAndEvents(t *testing.T) {
 	cfg.State.Path = filepath.Join(t.TempDir(), "state.db")
 	sndsConfig(fake)(cfg)
 	cfg.SNDS.IPs = []string{"192.0.2.27", "198.51.100.99"}
-	var last *daemon
-	start := func() *daemon {
-		t.Helper()
-		if last != nil {
-			last.close()
-		}
-		d, err := newDaemon(cfg, zap.NewNop())
-		if err != nil {
-			t.Fatal(err)
-		}
-		last = d
-		return d
-	}
-	t.Cleanup(func() { last.close() })
+	start := restarter(t, cfg)
 	var events []snds.Event
 	d := start()
 	d.snds.OnEvent = func(e snds.Event) { events = append(events, e) }
@@ -279,7 +291,7 @@ func TestSNDSOff(t *testing.T) {
 	if a.d.snds != nil || a.status(t).SNDS.Enabled {
 		t.Fatal("SNDS on without a key")
 	}
-	if out, _ := a.cli(t, "status"); !strings.Contains(out, "SNDS:") || !strings.Contains(out, "off") {
+	if out, _ := a.cli(t, "status"); !regexp.MustCompile(`(?m)^SNDS:\s+off \(`).MatchString(out) {
 		t.Errorf("status shows:\n%s", out)
 	}
 }
@@ -295,23 +307,15 @@ func TestSNDSRampGreenOnly(t *testing.T) {
 	sndsConfig(fake)(cfg)
 	cfg.SNDS.RampGreenOnly = true
 	cfg.Mitigation.Enabled, cfg.Mitigation.RampStart, cfg.Mitigation.Ramp = true, "2026-11-30", []int64{10, 20, 30, 40}
-	var last *daemon
+	restart := restarter(t, cfg)
 	start := func() *daemon {
 		t.Helper()
-		if last != nil {
-			last.close()
-		}
-		d, err := newDaemon(cfg, zap.NewNop())
-		if err != nil {
-			t.Fatal(err)
-		}
+		d := restart()
 		d.now = func() time.Time { return now }
 		d.api.Now = d.now
 		d.snds.publish(now)
-		last = d
 		return d
 	}
-	t.Cleanup(func() { last.close() })
 	check := func(d *daemon, day int, limit int64) {
 		t.Helper()
 		if got, l := d.engine.RampDay(now), d.engine.CapLimit(now); got != day || l != limit {
