@@ -167,7 +167,14 @@ inner() {
 	# booted with systemd; policy-rc.d forbids starting, as apt does in
 	# images, and systemctl fails (no systemd runs here): neither may fail
 	# the installation or the removal.
+	# A machine may have a policy-rc.d of its own (container images do):
+	# it is put back as it was afterwards.
 	mkdir -p /run/systemd/system
+	local had_policy=
+	if [ -e /usr/sbin/policy-rc.d ]; then
+		cp -p /usr/sbin/policy-rc.d /tmp/policy-rc.d.machine
+		had_policy=1
+	fi
 	printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
 	chmod 755 /usr/sbin/policy-rc.d
 	echo "==> dpkg -i again (the upgrade path), as if booted with systemd, policy-rc.d saying no"
@@ -178,7 +185,12 @@ inner() {
 
 	echo "==> dpkg -r, as if booted with systemd"
 	dpkg -r msgate || fail "dpkg -r failed"
-	rm -r /run/systemd /usr/sbin/policy-rc.d
+	rm -r /run/systemd
+	if [ -n "$had_policy" ]; then
+		cp -p /tmp/policy-rc.d.machine /usr/sbin/policy-rc.d
+	else
+		rm /usr/sbin/policy-rc.d
+	fi
 	check "status config-files ($(status))" [ "$(status)" = "deinstall ok config-files" ]
 	for f in /usr/sbin/msgate /usr/share/man/man8/msgate.8.gz /usr/lib/systemd/system/msgate.service /usr/share/doc/msgate; do
 		expect_gone "$f"
@@ -237,12 +249,20 @@ sandbox() {
 	# Allowed: the msgate user and group (kept) with the lock file of their
 	# databases, dpkg's and debconf's records, man-db's index (its
 	# trigger), the whiteouts of what preclean and the purge removed, and
-	# copies of directories this machine already has. Anything else was
-	# left behind.
+	# copies of directories this machine already has, and copies of its
+	# files put back as they were (same content and mode: the machine's own
+	# policy-rc.d). Anything else was left behind.
 	local left
 	left=$(find "$work/upper" -mindepth 1 ! -type d ! \( -type c -regex '.*/\(etc/msgate\|var/lib/msgate\)' \) \
 		-printf "%P\n" | grep -Ev \
-		'^(etc/(passwd|group|shadow|gshadow|subuid|subgid)-?|etc/\.pwd\.lock|var/lib/dpkg/.*|var/log/dpkg\.log|var/cache/debconf/.*|var/cache/man/.*)$' || true)
+		'^(etc/(passwd|group|shadow|gshadow|subuid|subgid)-?|etc/\.pwd\.lock|var/lib/dpkg/.*|var/log/dpkg\.log|var/cache/debconf/.*|var/cache/man/.*)$' |
+		while read -r f; do
+			if [ -f "$work/upper/$f" ] && [ -f "/$f" ] && cmp -s "$work/upper/$f" "/$f" &&
+				[ "$(stat -c %a "$work/upper/$f")" = "$(stat -c %a "/$f")" ]; then
+				continue
+			fi
+			echo "$f"
+		done || true)
 	local dirs
 	dirs=$(find "$work/upper" -mindepth 1 -type d -printf "%P\n" | while read -r d; do
 		[ -d "/$d" ] || echo "$d"
