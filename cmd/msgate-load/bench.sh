@@ -441,7 +441,7 @@ fi
 
 if [ "${BENCH_PROFILE:-0}" = 1 ]; then
 	log "profiling msgate's daemon: go test -bench BenchmarkServe/embedded -cpuprofile"
-	go test ./cmd/msgate -run '^$' -bench 'BenchmarkServe/embedded$' -benchtime "${messages}x" -count 1 \
+	go test ./cmd/msgate -run '^$' -bench 'BenchmarkServe/embedded/rcpts=1$' -benchtime "${messages}x" -count 1 \
 		-cpuprofile "$out/serve-cpu.pprof" -memprofile "$out/serve-mem.pprof" -o "$out/msgate.test" | tee "$out/serve-bench.txt"
 	go tool pprof -top -nodecount 40 "$out/msgate.test" "$out/serve-cpu.pprof" >"$out/serve-cpu-top.txt" 2>/dev/null
 	go tool pprof -top -cum -nodecount 60 "$out/msgate.test" "$out/serve-cpu.pprof" >"$out/serve-cpu-cum.txt" 2>/dev/null
