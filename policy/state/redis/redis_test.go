@@ -3,6 +3,7 @@ package redis_test
 import (
 	"context"
 	"errors"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -175,6 +176,29 @@ func TestDownHungAndBack(t *testing.T) {
 	if _, err := s.Reserve(ctx, cs, t0); !errors.Is(err, state.ErrUnavailable) {
 		t.Fatalf("Reserve with Redis hung: %v, want ErrUnavailable", err)
 	}
+	// Many at once: one sends, the others queue behind it and are timed
+	// out by the batcher's watchdog, each answered.
+	var wg sync.WaitGroup
+	errs := make([]error, 32)
+	waited := make([]time.Duration, 32)
+	for i := range errs {
+		wg.Go(func() {
+			start := time.Now()
+			if i%2 == 0 {
+				_, errs[i] = s.Reserve(ctx, cs, t0)
+			} else {
+				_, _, _, errs[i] = s.Account(ctx, "acct"+strconv.Itoa(i), t0)
+			}
+			waited[i] = time.Since(start)
+		})
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if !errors.Is(err, state.ErrUnavailable) {
+			t.Fatalf("call %d with Redis hung: %v, want ErrUnavailable", i, err)
+		}
+	}
+	t.Logf("32 calls with Redis hung and a timeout of 200ms: the longest waited %v", slices.Max(waited))
 	if _, _, err := s.GetFlag(ctx, "alice"); !errors.Is(err, state.ErrUnavailable) {
 		t.Fatalf("GetFlag with Redis hung: %v, want ErrUnavailable", err)
 	}

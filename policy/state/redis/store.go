@@ -171,8 +171,6 @@ func (s *Store) Reserve(ctx context.Context, counters []state.Counter, now time.
 	if len(counters) == 0 {
 		return state.Outcome{Admitted: true, Blocked: -1}, nil
 	}
-	ctx, cancel := s.ctx(ctx)
-	defer cancel()
 	id := s.nextID.Add(1)
 	member := s.member(id, counters)
 	r := newCall(now)
@@ -235,128 +233,6 @@ func (s *Store) Reserve(ctx context.Context, counters []state.Counter, now time.
 	return state.Outcome{}, fmt.Errorf("%w: redis: the windows of %s keep changing", state.ErrUnavailable, counters[0].Key)
 }
 
-// call is one request waiting for its batch: its keys and arguments in
-// the batch script, and the reply to it.
-type call struct {
-	now   time.Time
-	keys  []string
-	args  []any
-	reply []any
-	err   error
-	done  chan struct{} // closed when reply or err is set
-	// abandoned is set when the caller stopped waiting; undo, when set,
-	// takes back what the batch did for it anyway.
-	abandoned atomic.Bool
-	undo      func(reply []any)
-}
-
-func newCall(now time.Time) *call { return &call{now: now, done: make(chan struct{})} }
-
-func (c *call) reset() {
-	c.reply, c.err = nil, nil
-	c.done = make(chan struct{})
-}
-
-// batcher sends calls to Redis, at once when no batch is out; otherwise a
-// call waits with the others that queue meanwhile, and the batches that
-// follow go from a goroutine of their own, each with everything queued
-// while the one before was out. Under load one round trip and one script
-// serve many sessions, each call checked and applied in order, all-or-none
-// as on its own; alone, a call pays nothing for it.
-type batcher struct {
-	s      *Store
-	script *goredis.Script
-	// head is the script's arguments before the calls', keys its keys
-	// before theirs.
-	head func(batch []*call) []any
-	keys []string
-
-	mu    sync.Mutex
-	busy  bool // a batch is out; the next waits
-	queue []*call
-}
-
-func (b *batcher) do(ctx context.Context, c *call) ([]any, error) {
-	b.mu.Lock()
-	if b.busy {
-		b.queue = append(b.queue, c)
-		b.mu.Unlock()
-		select {
-		case <-c.done:
-			return c.reply, c.err
-		case <-ctx.Done():
-			c.abandoned.Store(true)
-			return nil, unavailable(ctx.Err())
-		}
-	}
-	b.busy = true
-	b.mu.Unlock()
-	b.send([]*call{c})
-	b.mu.Lock()
-	if len(b.queue) == 0 {
-		b.busy = false
-		b.mu.Unlock()
-		return c.reply, c.err
-	}
-	b.mu.Unlock()
-	go b.drain()
-	return c.reply, c.err
-}
-
-// drain sends the queued calls, batch after batch, until none is left.
-func (b *batcher) drain() {
-	for {
-		b.mu.Lock()
-		batch := b.queue
-		b.queue = nil
-		if len(batch) == 0 {
-			b.busy = false
-			b.mu.Unlock()
-			return
-		}
-		b.mu.Unlock()
-		b.send(batch)
-	}
-}
-
-// send runs one batch and hands every call its reply.
-func (b *batcher) send(batch []*call) {
-	ctx, cancel := context.WithTimeout(context.Background(), b.s.timeout)
-	defer cancel()
-	keys := slices.Clone(b.keys)
-	args := b.head(batch)
-	for _, c := range batch {
-		keys = append(keys, c.keys...)
-		args = append(args, c.args...)
-	}
-	replies, err := b.script.Run(ctx, b.s.c, keys, args...).Slice()
-	if err == nil && len(replies) != len(batch) {
-		err = fmt.Errorf("redis: %d replies to %d calls", len(replies), len(batch))
-	}
-	for i, c := range batch {
-		if err != nil {
-			c.err = unavailable(err)
-		} else {
-			c.reply, _ = replies[i].([]any)
-		}
-		if c.abandoned.Load() && c.err == nil && c.undo != nil {
-			go c.undo(c.reply)
-		}
-		close(c.done)
-	}
-}
-
-// latest is the latest time of a batch's calls.
-func latest(batch []*call) time.Time {
-	now := batch[0].now
-	for _, c := range batch[1:] {
-		if c.now.After(now) {
-			now = c.now
-		}
-	}
-	return now
-}
-
 // releaseMembers gives back a reservation its caller never learned of
 // (keys: its counters' hashes); if Redis does not answer, it lapses.
 func (s *Store) releaseMembers(keys []string, member string) {
@@ -385,6 +261,8 @@ func rebucketAt(reply []any) (int, bool) {
 // says. The hash is watched: a write by another daemon meanwhile makes it
 // start again.
 func (s *Store) rebucket(ctx context.Context, key string, window time.Duration) error {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
 	c := s.counterKey(key)
 	for range 5 {
 		err := s.c.Watch(ctx, func(tx *goredis.Tx) error {
@@ -485,8 +363,6 @@ func (s *Store) CommitAll(ctx context.Context, rs []state.Reservation, now time.
 		c.args = append(c.args, int64(g.window), state.BucketOf(now, g.window), s.keyTTL(g.window), need, g.units)
 	}
 	c.args = append(c.args, members...)
-	ctx, cancel := s.ctx(ctx)
-	defer cancel()
 	for range 3 {
 		reply, err := s.commits.do(ctx, c)
 		if err != nil {
@@ -742,8 +618,6 @@ func (s *Store) Account(ctx context.Context, account string, since time.Time) (s
 	if ok {
 		return e.flag, e.flagged, slices.Clone(e.complaints), nil
 	}
-	ctx, cancel := s.ctx(ctx)
-	defer cancel()
 	c := newCall(since)
 	c.keys = []string{s.accountComplaintsKey(account)}
 	c.args = []any{account, sinceScore(since)}
@@ -927,8 +801,6 @@ func (s *Store) attributionsByTimeKey() string { return s.p + "queue-ids-by-time
 // Remember implements state.Store, in one batch with the other sessions'
 // that arrive meanwhile.
 func (s *Store) Remember(ctx context.Context, id, account string, at time.Time) error {
-	ctx, cancel := s.ctx(ctx)
-	defer cancel()
 	c := newCall(at)
 	c.args = []any{id, strconv.FormatInt(at.UnixNano(), 10) + " " + account, scoreOf(at)}
 	_, err := s.remembers.do(ctx, c)

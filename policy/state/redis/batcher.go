@@ -1,0 +1,233 @@
+package redis
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+)
+
+// call is one request waiting for its batch: its keys and arguments in
+// the batch script, and the reply to it.
+type call struct {
+	now      time.Time
+	deadline time.Time // when the store's timeout ends for it
+	keys     []string
+	args     []any
+	reply    []any
+	err      error
+	done     chan struct{} // closed when reply or err is set
+	// state is pending, answered (reply or err set, done closed) or
+	// abandoned (the caller stopped waiting); whoever moves it from
+	// pending first decides. undo, when set, takes back what a batch did
+	// for a call that was not answered with it.
+	state atomic.Int32
+	undo  func(reply []any)
+}
+
+const (
+	pending int32 = iota
+	answered
+	abandoned
+)
+
+func newCall(now time.Time) *call { return &call{now: now, done: make(chan struct{})} }
+
+func (c *call) reset() {
+	c.reply, c.err = nil, nil
+	c.done = make(chan struct{})
+	c.state.Store(pending)
+}
+
+// answer hands the call its reply; false when it was answered (timed
+// out) or abandoned before.
+func (c *call) answer(reply []any, err error) bool {
+	if !c.state.CompareAndSwap(pending, answered) {
+		return false
+	}
+	c.reply, c.err = reply, err
+	close(c.done)
+	return true
+}
+
+var errTimeout = errors.New("no answer within the timeout")
+
+// batcher sends calls to Redis, at once when no batch is out; otherwise a
+// call waits with the others that queue meanwhile, and the batches that
+// follow go from a goroutine of their own, each with everything queued
+// while the one before was out. Under load one round trip and one script
+// serve many sessions, each call checked and applied in order, all-or-none
+// as on its own; alone, a call pays nothing for it.
+//
+// A call waits at most the store's timeout. The caller that finds no batch
+// out sends its own and is bounded by the client's read timeout; the calls
+// that queue share one timer, the watchdog, set for the earliest deadline
+// among them and the batch out, rather than a timer each: the timer per
+// call was 7% of msgate's CPU in a profile of bench.sh's 32x3 run on the
+// redis backend (2026-12-03).
+type batcher struct {
+	s      *Store
+	script *goredis.Script
+	// head is the script's arguments before the calls', keys its keys
+	// before theirs.
+	head func(batch []*call) []any
+	keys []string
+
+	mu    sync.Mutex
+	busy  bool    // a batch is out; the next waits
+	out   []*call // the batch out, when drain sent it
+	queue []*call
+	dog   *time.Timer
+	armed time.Time // when dog fires; zero when it is not set
+}
+
+func (b *batcher) do(ctx context.Context, c *call) ([]any, error) {
+	c.deadline = time.Now().Add(b.s.timeout)
+	b.mu.Lock()
+	if b.busy {
+		b.queue = append(b.queue, c)
+		b.watch(c.deadline)
+		b.mu.Unlock()
+		select {
+		case <-c.done:
+			return c.reply, c.err
+		case <-ctx.Done():
+			if c.state.CompareAndSwap(pending, abandoned) {
+				return nil, unavailable(ctx.Err())
+			}
+			<-c.done // answered meanwhile
+			return c.reply, c.err
+		}
+	}
+	b.busy = true
+	b.mu.Unlock()
+	b.send([]*call{c})
+	b.mu.Lock()
+	if len(b.queue) == 0 {
+		b.busy = false
+		b.mu.Unlock()
+		return c.reply, c.err
+	}
+	b.mu.Unlock()
+	go b.drain()
+	return c.reply, c.err
+}
+
+// watch sets the watchdog for deadline unless it fires earlier; b.mu is
+// held.
+func (b *batcher) watch(deadline time.Time) {
+	if !b.armed.IsZero() && !deadline.Before(b.armed) {
+		return
+	}
+	b.armed = deadline
+	d := time.Until(deadline)
+	if b.dog == nil {
+		b.dog = time.AfterFunc(d, b.expire)
+	} else {
+		b.dog.Reset(d)
+	}
+}
+
+// expire answers every waiting call whose deadline passed with a timeout,
+// drops them (and the abandoned) from the queue, and sets the watchdog for
+// the next deadline.
+func (b *batcher) expire() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	now := time.Now()
+	b.armed = time.Time{}
+	var next time.Time
+	// gone answers c when it is late; it reports whether c is done with.
+	gone := func(c *call) bool {
+		if c.state.Load() != pending {
+			return true
+		}
+		if !c.deadline.After(now) {
+			c.answer(nil, unavailable(fmt.Errorf("redis: %w (%v)", errTimeout, b.s.timeout)))
+			return true
+		}
+		if next.IsZero() || c.deadline.Before(next) {
+			next = c.deadline
+		}
+		return false
+	}
+	for _, c := range b.out {
+		gone(c)
+	}
+	b.queue = slices.DeleteFunc(b.queue, gone)
+	if !next.IsZero() {
+		b.watch(next)
+	}
+}
+
+// drain sends the queued calls, batch after batch, until none is left.
+func (b *batcher) drain() {
+	for {
+		b.mu.Lock()
+		batch := b.queue
+		b.queue = nil
+		b.out = batch
+		if len(batch) == 0 {
+			b.busy = false
+			b.mu.Unlock()
+			return
+		}
+		b.mu.Unlock()
+		b.send(batch)
+		b.mu.Lock()
+		b.out = nil
+		b.mu.Unlock()
+	}
+}
+
+// send runs one batch and hands every call its reply. A call answered
+// (timed out) or abandoned meanwhile gets nothing; what the batch did for
+// it is taken back by its undo.
+func (b *batcher) send(batch []*call) {
+	live := batch[:0:0]
+	for _, c := range batch {
+		if c.state.Load() == pending {
+			live = append(live, c)
+		}
+	}
+	if batch = live; len(batch) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), b.s.timeout)
+	defer cancel()
+	keys := slices.Clone(b.keys)
+	args := b.head(batch)
+	for _, c := range batch {
+		keys = append(keys, c.keys...)
+		args = append(args, c.args...)
+	}
+	replies, err := b.script.Run(ctx, b.s.c, keys, args...).Slice()
+	if err == nil && len(replies) != len(batch) {
+		err = fmt.Errorf("redis: %d replies to %d calls", len(replies), len(batch))
+	}
+	for i, c := range batch {
+		var reply []any
+		if err == nil {
+			reply, _ = replies[i].([]any)
+		}
+		if !c.answer(reply, unavailable(err)) && err == nil && c.undo != nil {
+			go c.undo(reply)
+		}
+	}
+}
+
+// latest is the latest time of a batch's calls.
+func latest(batch []*call) time.Time {
+	now := batch[0].now
+	for _, c := range batch[1:] {
+		if c.now.After(now) {
+			now = c.now
+		}
+	}
+	return now
+}
