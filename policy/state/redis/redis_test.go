@@ -507,3 +507,47 @@ func TestSentinelFailover(t *testing.T) {
 		t.Fatalf("Reserve on the new master = %+v, %v", out, err)
 	}
 }
+
+// Remember does not wait for Redis: with Redis down the queue id is kept,
+// found by Attribute at once, and written when Redis is back, where
+// another daemon finds it.
+func TestRememberWaitsForRedis(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{AppendOnly: true})
+	a := open(t, srv.Addr, 200*time.Millisecond)
+	defer a.Close()
+	ctx := context.Background()
+	srv.Stop()
+	if err := a.Remember(ctx, "4DownQ1", "alice", t0); err != nil {
+		t.Fatalf("Remember with Redis down: %v", err)
+	}
+	if acct, at, ok, err := a.Attribute(ctx, "4DownQ1"); err != nil || !ok || acct != "alice" || !at.Equal(t0) {
+		t.Fatalf("Attribute of a waiting id = %q %v %v %v", acct, at, ok, err)
+	}
+	srv.Restart()
+	b := open(t, srv.Addr, time.Second)
+	defer b.Close()
+	var acct string
+	var ok bool
+	var err error
+	for range 100 { // the writer retries after a pause of up to a second
+		if acct, _, ok, err = b.Attribute(ctx, "4DownQ1"); ok {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if !ok || acct != "alice" {
+		t.Fatalf("the other store's Attribute after Redis came back = %q %v %v", acct, ok, err)
+	}
+	// Forgetting drops waiting ids too.
+	srv.Stop()
+	if err := a.Remember(ctx, "4DownQ2", "bob", t0); err != nil {
+		t.Fatal(err)
+	}
+	srv.Restart()
+	if err := a.ForgetAttributions(ctx, t0.Add(time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, ok, _ := a.Attribute(ctx, "4DownQ2"); ok {
+		t.Fatal("a waiting id remembered before the cutoff survived ForgetAttributions")
+	}
+}

@@ -374,18 +374,3 @@ for x = 1, tonumber(ARGV[1]) do
 end
 return replies
 `)
-
-// rememberScript records queue ids for a batch of requests. KEYS[1] the
-// id hash, KEYS[2] the ids by time; ARGV[1] requests q, then per request
-// the queue id, its record ("unix-ns account") and its score (unix µs).
-// Replies {1} per request.
-var rememberScript = goredis.NewScript(`
-local replies = {}
-for x = 1, tonumber(ARGV[1]) do
-  local a = 3*x - 1
-  redis.call('HSET', KEYS[1], ARGV[a], ARGV[a+1])
-  redis.call('ZADD', KEYS[2], ARGV[a+2], ARGV[a])
-  replies[x] = {1}
-end
-return replies
-`)

@@ -52,7 +52,8 @@ type Store struct {
 	pending map[uint64]holding
 	nextID  atomic.Uint64
 
-	reserves, commits, accounts, remembers *batcher
+	reserves, commits, accounts *batcher
+	attrs                       attrWriter
 
 	standings standings
 	stop      context.CancelFunc // ends the subscription of standings
@@ -108,10 +109,10 @@ func New(opts Options) (*Store, error) {
 	count := func(batch []*call) []any { return []any{len(batch)} }
 	s.commits = &batcher{s: s, script: commitScript, head: count, keys: []string{s.heldKey()}}
 	s.accounts = &batcher{s: s, script: accountScript, head: count, keys: []string{s.flagsKey(), s.reportsKey()}}
-	s.remembers = &batcher{s: s, script: rememberScript, head: count, keys: []string{s.attributionsKey(), s.attributionsByTimeKey()}}
 	ctx, stop := context.WithCancel(context.Background())
 	s.stop = stop
 	go s.subscribe(ctx)
+	s.attrs.start(s)
 	return s, nil
 }
 
@@ -555,8 +556,10 @@ func (s *Store) Expire(ctx context.Context, now time.Time) error {
 }
 
 // Close implements state.Store.
+// The queue ids that wait are written first, within the timeout.
 func (s *Store) Close() error {
 	s.stop()
+	s.attrs.close()
 	return s.c.Close()
 }
 
@@ -790,46 +793,6 @@ func (s *Store) forgetBefore(ctx context.Context, script *goredis.Script, keys [
 			return total, nil
 		}
 	}
-}
-
-// Attributions: a hash of queue id to account and time, and the ids by
-// time for forgetting.
-
-func (s *Store) attributionsKey() string       { return s.p + "queue-ids" }
-func (s *Store) attributionsByTimeKey() string { return s.p + "queue-ids-by-time" }
-
-// Remember implements state.Store, in one batch with the other sessions'
-// that arrive meanwhile.
-func (s *Store) Remember(ctx context.Context, id, account string, at time.Time) error {
-	c := newCall(at)
-	c.args = []any{id, strconv.FormatInt(at.UnixNano(), 10) + " " + account, scoreOf(at)}
-	_, err := s.remembers.do(ctx, c)
-	return err
-}
-
-// Attribute implements state.Store.
-func (s *Store) Attribute(ctx context.Context, id string) (string, time.Time, bool, error) {
-	ctx, cancel := s.ctx(ctx)
-	defer cancel()
-	v, err := s.c.HGet(ctx, s.attributionsKey(), id).Result()
-	if errors.Is(err, goredis.Nil) {
-		return "", time.Time{}, false, nil
-	}
-	if err != nil {
-		return "", time.Time{}, false, unavailable(err)
-	}
-	ns, account, ok := strings.Cut(v, " ")
-	n, err := strconv.ParseInt(ns, 10, 64)
-	if !ok || err != nil {
-		return "", time.Time{}, false, fmt.Errorf("redis: queue id %q: malformed record %q", id, v)
-	}
-	return account, time.Unix(0, n).UTC(), true, nil
-}
-
-// ForgetAttributions implements state.Store.
-func (s *Store) ForgetAttributions(ctx context.Context, before time.Time) error {
-	_, err := s.forgetBefore(ctx, forgetAttributionsScript, []string{s.attributionsKey(), s.attributionsByTimeKey()}, before)
-	return err
 }
 
 // Dial connects to the Redis of a URL: a single node (redis://, rediss://,
