@@ -249,15 +249,84 @@ type Transaction struct {
 	// standing is the account's, read at the first Microsoft recipient.
 	standing     Standing
 	standingRead bool
+	// spareLimits are the counters' limits when the last reservation's
+	// spares were admitted: a spare serves a later recipient only while
+	// they are the same (the cap in force may change). spareAsk is how
+	// many spares the next reservation asks for.
+	spareLimits []int64
+	spareAsk    int
 }
+
+// The spares a transaction's reservations ask for: firstSpares with its
+// first, twice as many with each one after whose spares were all spent,
+// up to maxSpares. A message with three Microsoft recipients then asks the
+// store once instead of three times.
+const (
+	firstSpares = 2
+	maxSpares   = 16
+)
 
 // Begin starts a transaction for an envelope (at MAIL FROM).
 func (e *Engine) Begin(env Envelope) *Transaction {
 	return &Transaction{Env: env, Account: AccountOf(env), p: e.p.Load()}
 }
 
-// Held is the number of units the transaction has reserved.
-func (tx *Transaction) Held() int { return len(tx.held) }
+// Held is the number of units the transaction has reserved for its
+// recipients (spares it has not spent are not counted).
+func (tx *Transaction) Held() int {
+	n := 0
+	for _, r := range tx.held {
+		n += 1 + r.Spent
+	}
+	return n
+}
+
+// spend serves a recipient from the last reservation's spares, when it has
+// one left and the counters' limits are those it was admitted under.
+func (tx *Transaction) spend(counters []state.Counter) bool {
+	n := len(tx.held)
+	if n == 0 || tx.held[n-1].Spent >= tx.held[n-1].Spare || len(counters) != len(tx.spareLimits) {
+		return false
+	}
+	for i, c := range counters {
+		if c.Limit != tx.spareLimits[i] {
+			return false
+		}
+	}
+	tx.held[n-1].Spent++
+	return true
+}
+
+// spared records a new reservation's spares.
+func (tx *Transaction) spared(r state.Reservation, counters []state.Counter) {
+	if r.Spare == 0 {
+		return
+	}
+	tx.spareLimits = tx.spareLimits[:0]
+	for _, c := range counters {
+		tx.spareLimits = append(tx.spareLimits, c.Limit)
+	}
+}
+
+// spares is how many spares the transaction's reservations hold.
+func (tx *Transaction) spares() int {
+	n := 0
+	for _, r := range tx.held {
+		n += r.Spare
+	}
+	return n
+}
+
+// nextSpares is how many spares the next reservation asks for.
+func (tx *Transaction) nextSpares() int {
+	switch n := len(tx.held); {
+	case n == 0:
+		tx.spareAsk = firstSpares
+	case tx.held[n-1].Spare > 0 && tx.held[n-1].Spent == tx.held[n-1].Spare:
+		tx.spareAsk = min(2*tx.spareAsk, maxSpares)
+	}
+	return tx.spareAsk
+}
 
 // WantsEndOfMessage reports whether EndOfMessage has anything to do once the
 // recipients are known: units to commit, a Microsoft recipient (or, with
@@ -365,7 +434,11 @@ func (e *Engine) recipient(ctx context.Context, tx *Transaction, rcpt string, no
 	if len(counters) == 0 {
 		return d
 	}
-	out, err := e.store.Reserve(ctx, counters, now)
+	if tx.spend(counters) {
+		tx.count(key)
+		return d
+	}
+	out, err := e.store.ReserveSpare(ctx, counters, tx.nextSpares(), tx.spares(), now)
 	if err != nil {
 		return e.stateFailure(p, d, err)
 	}
@@ -397,6 +470,7 @@ func (e *Engine) recipient(ctx context.Context, tx *Transaction, rcpt string, no
 		return d
 	}
 	tx.held = append(tx.held, out.Reservation)
+	tx.spared(out.Reservation, counters)
 	tx.count(key)
 	if len(out.OverSoft) > 0 {
 		l := limits[out.OverSoft[0]]

@@ -36,6 +36,9 @@ var errDown = errors.Join(state.ErrUnavailable, errors.New("disk gone"))
 func (failingStore) Reserve(context.Context, []state.Counter, time.Time) (state.Outcome, error) {
 	return state.Outcome{}, errDown
 }
+func (failingStore) ReserveSpare(context.Context, []state.Counter, int, int, time.Time) (state.Outcome, error) {
+	return state.Outcome{}, errDown
+}
 func (failingStore) Commit(context.Context, state.Reservation, time.Time) error      { return errDown }
 func (failingStore) CommitAll(context.Context, []state.Reservation, time.Time) error { return errDown }
 func (failingStore) Release(context.Context, state.Reservation) error                { return errDown }

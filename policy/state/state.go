@@ -3,6 +3,7 @@ package state
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 )
 
@@ -28,9 +29,24 @@ type Counter struct {
 }
 
 // Reservation is a unit held against a set of counters until it is committed
-// or released.
+// or released, and the spare units ReserveSpare admitted with it.
 type Reservation struct {
 	ID uint64
+	// Spare is how many units beyond the first were admitted with it, for
+	// the next recipients of the same transaction; Spent is how many of
+	// them the caller used. A commit counts 1 + Spent units and gives the
+	// other spares back; a release gives back all 1 + Spare.
+	Spare, Spent int
+}
+
+// CheckSpent reports a reservation that claims to have spent spares it
+// was not given; CommitAll refuses it and changes nothing. The
+// reservations of a backend that admits no spares have Spare 0.
+func CheckSpent(r Reservation) error {
+	if r.Spent < 0 || r.Spent > r.Spare {
+		return fmt.Errorf("committing reservation %d: %d spares spent of %d admitted", r.ID, r.Spent, r.Spare)
+	}
+	return nil
 }
 
 // Outcome is the answer to a Reserve.
@@ -79,11 +95,22 @@ type Counters interface {
 	// by one counter consumes nothing from the others. Hard counters are
 	// checked in request order; the first without room is reported.
 	Reserve(ctx context.Context, counters []Counter, now time.Time) (Outcome, error)
+	// ReserveSpare is Reserve that may admit up to spare more units with
+	// the one asked, as Reservation.Spare, when every counter is hard and
+	// has room for them to spare; a backend may always admit none. Spare
+	// units count like reserved ones until a commit or release settles
+	// them. A counter refused only because of other transactions'
+	// unsettled spares may not be full: the backend waits (within its
+	// timeout) for them to be settled before it refuses. own is how many
+	// spares the caller's transaction holds on these counters itself: it
+	// does not wait for those.
+	ReserveSpare(ctx context.Context, counters []Counter, spare, own int, now time.Time) (Outcome, error)
 	// Commit turns a reservation into a counted unit at time now. Once Commit
 	// returns nil the unit is durable as far as the backend promises.
 	Commit(ctx context.Context, r Reservation, now time.Time) error
 	// CommitAll commits the units of several reservations (one message's
-	// Microsoft recipients) in one step: all of them or none.
+	// Microsoft recipients) in one step: all of them or none. Each counts
+	// 1 + Spent units; its unspent spares are given back.
 	CommitAll(ctx context.Context, rs []Reservation, now time.Time) error
 	// Release gives a reservation back.
 	Release(ctx context.Context, r Reservation) error

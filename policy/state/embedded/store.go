@@ -437,6 +437,12 @@ func (s *Store) Reserve(_ context.Context, counters []state.Counter, now time.Ti
 	return out, nil
 }
 
+// ReserveSpare implements state.Store: this backend admits no spares;
+// each unit is one decision in memory.
+func (s *Store) ReserveSpare(ctx context.Context, counters []state.Counter, _, _ int, now time.Time) (state.Outcome, error) {
+	return s.Reserve(ctx, counters, now)
+}
+
 // Commit implements state.Store: it returns nil only once the unit is on
 // disk (in the log, fdatasync'd). Until then the unit stays reserved, so it holds its place
 // under every limit. When the write fails the reservation is released and
@@ -461,6 +467,10 @@ func (s *Store) CommitAll(ctx context.Context, rs []state.Reservation, now time.
 		if _, ok := s.pending[r.ID]; !ok {
 			s.mu.Unlock()
 			return fmt.Errorf("committing reservation %d: %w", r.ID, state.ErrUnknownReservation)
+		}
+		if err := state.CheckSpent(r); err != nil {
+			s.mu.Unlock()
+			return err
 		}
 	}
 	for _, r := range rs {

@@ -163,6 +163,12 @@ func (s *Store) Reserve(_ context.Context, counters []state.Counter, now time.Ti
 	return out, nil
 }
 
+// ReserveSpare implements state.Store: this backend admits no spares;
+// each unit is one decision in memory.
+func (s *Store) ReserveSpare(ctx context.Context, counters []state.Counter, _, _ int, now time.Time) (state.Outcome, error) {
+	return s.Reserve(ctx, counters, now)
+}
+
 // Commit implements state.Store.
 func (s *Store) Commit(ctx context.Context, r state.Reservation, now time.Time) error {
 	return s.CommitAll(ctx, []state.Reservation{r}, now)
@@ -175,6 +181,9 @@ func (s *Store) CommitAll(_ context.Context, rs []state.Reservation, now time.Ti
 	for _, r := range rs {
 		if _, ok := s.pending[r.ID]; !ok {
 			return fmt.Errorf("committing reservation %d: %w", r.ID, state.ErrUnknownReservation)
+		}
+		if err := state.CheckSpent(r); err != nil {
+			return err
 		}
 	}
 	for _, r := range rs {

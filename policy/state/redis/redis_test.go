@@ -551,3 +551,78 @@ func TestRememberWaitsForRedis(t *testing.T) {
 		t.Fatal("a waiting id remembered before the cutoff survived ForgetAttributions")
 	}
 }
+
+// Spares: a transaction takes the spares it asks for where there is room;
+// another transaction refused only because of those spares waits for them
+// to be settled, and is refused after the timeout when they are not.
+func TestSparesWait(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{})
+	s := open(t, srv.Addr, 300*time.Millisecond)
+	defer s.Close()
+	ctx := context.Background()
+	cs := []state.Counter{{Key: "rate/hourly/alice", Window: time.Hour, Limit: 20}}
+	a, err := s.ReserveSpare(ctx, cs, 8, 0, t0)
+	if err != nil || !a.Admitted || a.Reservation.Spare != 8 {
+		t.Fatalf("ReserveSpare(8) with room = %+v %v, want 8 spares", a, err)
+	}
+	for range 11 {
+		out, err := s.Reserve(ctx, cs, t0)
+		if err != nil || !out.Admitted {
+			t.Fatalf("filling: %+v %v", out, err)
+		}
+		if err := s.Commit(ctx, out.Reservation, t0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Full now (11 committed and a's 9), though a will spend 2 of its 8
+	// spares only.
+	done := make(chan state.Outcome)
+	go func() {
+		out, err := s.ReserveSpare(ctx, cs, 0, 0, t0)
+		if err != nil {
+			t.Error(err)
+		}
+		done <- out
+	}()
+	time.Sleep(50 * time.Millisecond)
+	select {
+	case out := <-done:
+		t.Fatalf("the other transaction did not wait for the spares: %+v", out)
+	default:
+	}
+	r := a.Reservation
+	r.Spent = 2
+	if err := s.CommitAll(ctx, []state.Reservation{r}, t0); err != nil {
+		t.Fatal(err)
+	}
+	if out := <-done; !out.Admitted {
+		t.Fatalf("after the spares were settled: %+v, want admitted", out)
+	}
+	u, err := s.Usage(ctx, "rate/hourly/alice", time.Hour, t0)
+	if err != nil || u != (state.Usage{Committed: 14, Reserved: 1}) {
+		t.Fatalf("usage = %+v %v, want 14 committed (11 and a's 3) and 1 reserved", u, err)
+	}
+
+	// Spares that are never settled: the refusal stands after the timeout.
+	b, err := s.ReserveSpare(ctx, []state.Counter{{Key: "cap", Window: time.Hour, Limit: 10}}, 5, 0, t0)
+	if err != nil || b.Reservation.Spare != 5 {
+		t.Fatalf("ReserveSpare(5) = %+v %v", b, err)
+	}
+	for range 4 {
+		if out, err := s.Reserve(ctx, []state.Counter{{Key: "cap", Window: time.Hour, Limit: 10}}, t0); err != nil || !out.Admitted {
+			t.Fatalf("filling the cap: %+v %v", out, err)
+		}
+	}
+	start := time.Now()
+	out, err := s.ReserveSpare(ctx, []state.Counter{{Key: "cap", Window: time.Hour, Limit: 10}}, 0, 0, t0)
+	if err != nil || out.Admitted || out.Blocked != 0 || out.Used != 10 {
+		t.Fatalf("with spares never settled: %+v %v, want refused by the cap with 10 used", out, err)
+	}
+	t.Logf("refused after waiting %v (timeout 300ms)", time.Since(start))
+	// The transaction's own spares are not waited for.
+	start = time.Now()
+	if out, err := s.ReserveSpare(ctx, []state.Counter{{Key: "cap", Window: time.Hour, Limit: 10}}, 0, 5, t0); err != nil || out.Admitted {
+		t.Fatalf("asking past its own spares: %+v %v, want refused", out, err)
+	}
+	t.Logf("refused past its own spares after %v", time.Since(start))
+}

@@ -69,13 +69,27 @@ local function countersOf(m, p)
   end
   return out
 end
+-- sparesOf is how many spares a reservation holds besides its unit: its
+-- name carries "#<spares>" before its counters when it has any.
+local function sparesOf(m)
+  local i = string.find(m, '|', 1, true) or (#m + 1)
+  local j = string.find(string.sub(m, 1, i - 1), '#', 1, true)
+  if not j then return 0 end
+  return tonumber(string.sub(m, j + 1, i - 1)) or 0
+end
+-- giveBack takes a reservation's units (and its spares) off counter c.
+local function giveBack(c, g)
+  if redis.call('HEXISTS', c, 't') == 1 then
+    redis.call('HINCRBY', c, 't', -1 - g)
+    if g > 0 then redis.call('HINCRBY', c, 's', -g) end
+  end
+end
 -- sweep gives back up to limit reservations that lapsed by now (unix ms).
 local function sweep(held, now, p, limit)
   local gone = redis.call('ZRANGEBYSCORE', held, '-inf', now, 'LIMIT', 0, limit)
   for _, m in ipairs(gone) do
-    for _, c in ipairs(countersOf(m, p)) do
-      if redis.call('HEXISTS', c, 't') == 1 then redis.call('HINCRBY', c, 't', -1) end
-    end
+    local g = sparesOf(m)
+    for _, c in ipairs(countersOf(m, p)) do giveBack(c, g) end
   end
   if #gone > 0 then redis.call('ZREM', held, unpack(gone)) end
 end
@@ -93,19 +107,27 @@ const sweepLimit = 100
 
 // reserveScript admits units: for each request of a batch, one unit
 // against every counter of the request or none, the requests one after the
-// other as if each were a script of its own.
+// other as if each were a script of its own. With the unit a request may
+// take up to its spare units more, when all its counters are hard and
+// each keeps an eighth of its limit (and at least 4) free after them; a
+// counter's "s" is
+// the spares that transactions hold and have not settled.
 //
 //	ARGV[1] requests q, ARGV[2] now (unix ms), ARGV[3] the reservations'
 //	lapse (unix ms), ARGV[4] the reservation TTL (ms), ARGV[5] the
 //	counters' key prefix; then per request: its member name, its counters
-//	n, and per counter: window (ns), limit, soft (0|1), oldest bucket
-//	index in the window, the counter's key TTL (ms). KEYS[1] the held
-//	set, then per request per counter its hash.
+//	n, the spares it asks for, the spares its transaction holds (it does
+//	not wait for them), and per counter: window (ns), limit, soft
+//	(0|1), oldest bucket index in the window, the counter's key TTL (ms).
+//	KEYS[1] the held set, then per request per counter its hash.
 //
-// Replies one reply per request: {1, over...} (admitted; the soft counters
-// it took past their limit, 0-based), {0, i, used} (refused by hard
-// counter i), or {"rebucket", i} when counter i was last written under
-// another window.
+// Replies one reply per request: {1, spares, over...} (admitted with
+// spares more; the soft counters it took past their limit, 0-based),
+// {0, i, used} (refused by hard counter i), {"wait", i, used} when hard
+// counter i has room but for other transactions' unsettled spares, or
+// {"rebucket", i} when counter i was last written under another window.
+// An admitted member is named with "#<spares>" before its counters when
+// it took any.
 var reserveScript = goredis.NewScript(commonLua + `
 local held, lapse = KEYS[1], ARGV[3]
 sweep(held, ARGV[2], ARGV[5], ` + strconv.Itoa(sweepLimit) + `)
@@ -117,8 +139,8 @@ local st, order = {}, {}
 local function load(c, win, oldest, ttl)
   local s = st[c]
   if not s then
-    local h = redis.call('HMGET', c, 'w', 'o', 't', 'x')
-    s = {w = h[1], fresh = not h[1], oldest = oldest, add = 0, x = h[4], ttl = ttl}
+    local h = redis.call('HMGET', c, 'w', 'o', 't', 'x', 's')
+    s = {w = h[1], fresh = not h[1], oldest = oldest, add = 0, x = h[4], ttl = ttl, sp = tonumber(h[5] or '0'), spadd = 0}
     if not s.w or s.w == win then s.t = trim(c, oldest, h[2], h[3]) end
     st[c] = s
     order[#order+1] = c
@@ -131,25 +153,41 @@ local function load(c, win, oldest, ttl)
   return s
 end
 local members = {}
-local function reserve(k, a, n, member)
+local function reserve(k, a, n, member, spare, own)
   local ss = {}
   for i = 1, n do
     local b = a + (i-1)*5
     local s = load(KEYS[k+i-1], ARGV[b], tonumber(ARGV[b+3]), ARGV[b+4])
     if not s then return {'rebucket', i-1} end
     local u = s.t + s.add
-    if ARGV[b+2] ~= '1' and u + 1 > tonumber(ARGV[b+1]) then
-      return {0, i-1, u}
+    if ARGV[b+2] ~= '1' then
+      local limit = tonumber(ARGV[b+1])
+      if u + 1 > limit then
+        local others = s.sp + s.spadd - own
+        if others > 0 and u - others + 1 <= limit then return {'wait', i-1, u} end
+        return {0, i-1, u}
+      end
+      -- spares only where an eighth of the limit, and at least 4, stays
+      -- free after them
+      spare = math.min(spare, limit - math.max(math.floor(limit / 8), 4) - u - 1)
+    else
+      spare = 0
     end
     ss[i] = s
   end
-  local out = {1}
+  if spare < 0 then spare = 0 end
+  local out = {1, spare}
   for i = 1, n do
     local b, s = a + (i-1)*5, ss[i]
     if ARGV[b+2] == '1' and s.t + s.add + 1 > tonumber(ARGV[b+1]) then
       out[#out+1] = i-1
     end
-    s.add = s.add + 1
+    s.add = s.add + 1 + spare
+    s.spadd = s.spadd + spare
+  end
+  if spare > 0 then
+    local p = string.find(member, '|', 1, true) or (#member + 1)
+    member = string.sub(member, 1, p - 1) .. '#' .. spare .. string.sub(member, p)
   end
   members[#members+1] = lapse
   members[#members+1] = member
@@ -158,15 +196,16 @@ end
 local replies = {}
 local a, k = 6, 2
 for x = 1, tonumber(ARGV[1]) do
-  local member, n = ARGV[a], tonumber(ARGV[a+1])
-  replies[x] = reserve(k, a + 2, n, member)
-  a = a + 2 + 5*n
+  local member, n, spare, own = ARGV[a], tonumber(ARGV[a+1]), tonumber(ARGV[a+2]), tonumber(ARGV[a+3])
+  replies[x] = reserve(k, a + 4, n, member, spare, own)
+  a = a + 4 + 5*n
   k = k + n
 end
 for _, c in ipairs(order) do
   local s = st[c]
   if s.add > 0 then
     redis.call('HINCRBY', c, 't', s.add)
+    if s.spadd > 0 then redis.call('HINCRBY', c, 's', s.spadd) end
     if s.fresh then redis.call('HSET', c, 'w', s.w) end
     renew(c, s.x, need, tnow, s.ttl)
   end
@@ -181,9 +220,9 @@ return replies
 //
 //	ARGV[1] requests q; then per request: its counters k, its
 //	reservations m, per counter: window (ns), bucket index of now, key
-//	TTL (ms), the TTL it needs at least (ms), units u; then the m
-//	reservations' members. KEYS[1] the held set, then per request per
-//	counter its hash.
+//	TTL (ms), the TTL it needs at least (ms), units u to count, unspent
+//	spares to give back, spares to settle; then the m reservations'
+//	members. KEYS[1] the held set, then per request per counter its hash.
 //
 // Replies one reply per request: {1}, {"unknown"} (a reservation is not
 // held: committed, released or lapsed) or {"rebucket", i}.
@@ -194,8 +233,8 @@ local tnow = nowms()
 local all, a = {}, 2
 for x = 1, tonumber(ARGV[1]) do
   local k, m = tonumber(ARGV[a]), tonumber(ARGV[a+1])
-  for j = 1, m do all[#all+1] = ARGV[a+2+5*k+j-1] end
-  a = a + 2 + 5*k + m
+  for j = 1, m do all[#all+1] = ARGV[a+2+7*k+j-1] end
+  a = a + 2 + 7*k + m
 end
 local isHeld = {}
 if #all > 0 then
@@ -207,7 +246,7 @@ local function load(c)
   local s = st[c]
   if not s then
     local h = redis.call('HMGET', c, 'w', 'o', 'x')
-    s = {w = h[1], fresh = not h[1], o = tonumber(h[2]), x = h[3], buckets = {}, border = {}, need = 0}
+    s = {w = h[1], fresh = not h[1], o = tonumber(h[2]), x = h[3], buckets = {}, border = {}, need = 0, back = 0, settle = 0}
     st[c] = s
     order[#order+1] = c
   end
@@ -216,12 +255,12 @@ end
 local function commit(kk, b, k, m)
   local members = {}
   for j = 1, m do
-    members[j] = ARGV[b+5*k+j-1]
+    members[j] = ARGV[b+7*k+j-1]
     if not isHeld[members[j]] then return {'unknown'} end
   end
   local ss = {}
   for i = 1, k do
-    local s, at = load(KEYS[kk+i-1]), b + (i-1)*5
+    local s, at = load(KEYS[kk+i-1]), b + (i-1)*7
     if s.w and s.w ~= ARGV[at] then return {'rebucket', i-1} end
     ss[i] = s
   end
@@ -230,13 +269,15 @@ local function commit(kk, b, k, m)
     done[#done+1] = members[j]
   end
   for i = 1, k do
-    local s, at = ss[i], b + (i-1)*5
+    local s, at = ss[i], b + (i-1)*7
     local idx = ARGV[at+1]
     if not s.buckets[idx] then
       s.buckets[idx] = 0
       s.border[#s.border+1] = idx
     end
     s.buckets[idx] = s.buckets[idx] + tonumber(ARGV[at+4])
+    s.back = s.back + tonumber(ARGV[at+5])
+    s.settle = s.settle + tonumber(ARGV[at+6])
     s.w, s.ttl = ARGV[at], ARGV[at+2]
     s.need = math.max(s.need, tonumber(ARGV[at+3]))
   end
@@ -248,7 +289,7 @@ a, kk = 2, 2
 for x = 1, tonumber(ARGV[1]) do
   local k, m = tonumber(ARGV[a]), tonumber(ARGV[a+1])
   replies[x] = commit(kk, a + 2, k, m)
-  a = a + 2 + 5*k + m
+  a = a + 2 + 7*k + m
   kk = kk + k
 end
 for _, c in ipairs(order) do
@@ -261,6 +302,8 @@ for _, c in ipairs(order) do
       if not low or n < low then low = n end
     end
     if low ~= s.o then redis.call('HSET', c, 'o', low) end
+    if s.back > 0 then redis.call('HINCRBY', c, 't', -s.back) end
+    if s.settle > 0 then redis.call('HINCRBY', c, 's', -s.settle) end
     if s.fresh then redis.call('HSET', c, 'w', s.w) end
     renew(c, s.x, tnow + s.need, tnow, s.ttl)
   end
@@ -269,14 +312,14 @@ if #done > 0 then redis.call('ZREM', held, unpack(done)) end
 return replies
 `)
 
-// releaseScript gives a reservation back, all or none: KEYS[1] the held
-// set, then the hashes of its counters; ARGV[1] its member.
-var releaseScript = goredis.NewScript(`
+// releaseScript gives a reservation (its unit and its spares) back, all
+// or none: KEYS[1] the held set, then the hashes of its counters; ARGV[1]
+// its member.
+var releaseScript = goredis.NewScript(commonLua + `
 if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 0 end
 redis.call('ZREM', KEYS[1], ARGV[1])
-for i = 2, #KEYS do
-  if redis.call('HEXISTS', KEYS[i], 't') == 1 then redis.call('HINCRBY', KEYS[i], 't', -1) end
-end
+local g = sparesOf(ARGV[1])
+for i = 2, #KEYS do giveBack(KEYS[i], g) end
 return 1
 `)
 

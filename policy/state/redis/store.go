@@ -65,11 +65,12 @@ type ref struct {
 	window time.Duration
 }
 
-// holding is a reservation this daemon made: its member of the held set
-// and its counters.
+// holding is a reservation this daemon made: its member of the held set,
+// its counters and its spares.
 type holding struct {
 	member string
 	refs   []ref
+	spare  int
 }
 
 var _ state.Store = (*Store)(nil)
@@ -169,6 +170,14 @@ func (s *Store) keyTTL(window time.Duration) int64 {
 // batch is on its way to Redis wait for it and then go together, in one
 // script (see batcher).
 func (s *Store) Reserve(ctx context.Context, counters []state.Counter, now time.Time) (state.Outcome, error) {
+	return s.ReserveSpare(ctx, counters, 0, 0, now)
+}
+
+// ReserveSpare implements state.Store: the spares come in the same script
+// as the unit. A counter that has room but for other transactions'
+// unsettled spares is asked again after a pause (1 ms, doubling up to
+// 16 ms) until the timeout; then the refusal stands.
+func (s *Store) ReserveSpare(ctx context.Context, counters []state.Counter, spare, own int, now time.Time) (state.Outcome, error) {
 	if len(counters) == 0 {
 		return state.Outcome{Admitted: true, Blocked: -1}, nil
 	}
@@ -176,12 +185,13 @@ func (s *Store) Reserve(ctx context.Context, counters []state.Counter, now time.
 	member := s.member(id, counters)
 	r := newCall(now)
 	r.keys = make([]string, 0, len(counters))
-	r.args = make([]any, 0, 2+5*len(counters))
-	r.args = append(r.args, member, len(counters))
+	r.args = make([]any, 0, 4+5*len(counters))
+	r.args = append(r.args, member, len(counters), max(spare, 0), max(own, 0))
 	r.undo = func(reply []any) {
-		if len(reply) > 0 {
+		if len(reply) > 1 {
 			if n, _ := reply[0].(int64); n == 1 {
-				s.releaseMembers(r.keys, member)
+				g, _ := reply[1].(int64)
+				s.releaseMembers(r.keys, withSpares(member, int(g)))
 			}
 		}
 	}
@@ -193,7 +203,9 @@ func (s *Store) Reserve(ctx context.Context, counters []state.Counter, now time.
 		}
 		r.args = append(r.args, int64(c.Window), c.Limit, soft, state.Oldest(now, c.Window), s.keyTTL(c.Window))
 	}
-	for range 3 {
+	deadline := time.Now().Add(s.timeout)
+	pause := time.Millisecond
+	for rebuckets := 0; rebuckets < 3; {
 		reply, err := s.reserves.do(ctx, r)
 		if err != nil {
 			return state.Outcome{}, err
@@ -203,22 +215,38 @@ func (s *Store) Reserve(ctx context.Context, counters []state.Counter, now time.
 				return state.Outcome{}, err
 			}
 			r.reset()
+			rebuckets++
 			continue
 		}
 		if len(reply) == 0 {
 			return state.Outcome{}, fmt.Errorf("%w: redis: empty reply to reserve", state.ErrUnavailable)
 		}
-		if n, _ := reply[0].(int64); n == 0 {
+		word, _ := reply[0].(string)
+		if n, _ := reply[0].(int64); n == 0 || word == "wait" {
 			out := state.Outcome{Blocked: -1}
 			if len(reply) == 3 {
 				b, _ := reply[1].(int64)
 				u, _ := reply[2].(int64)
 				out.Blocked, out.Used = int(b), u
 			}
+			if word == "wait" && time.Now().Add(pause).Before(deadline) {
+				select {
+				case <-time.After(pause):
+				case <-ctx.Done():
+					return state.Outcome{}, unavailable(ctx.Err())
+				}
+				pause = min(2*pause, 16*time.Millisecond)
+				r.reset()
+				continue
+			}
 			return out, nil
 		}
-		out := state.Outcome{Admitted: true, Blocked: -1, Reservation: state.Reservation{ID: id}}
-		for _, v := range reply[1:] {
+		if len(reply) < 2 {
+			return state.Outcome{}, fmt.Errorf("%w: redis: short reply to reserve", state.ErrUnavailable)
+		}
+		g, _ := reply[1].(int64)
+		out := state.Outcome{Admitted: true, Blocked: -1, Reservation: state.Reservation{ID: id, Spare: int(g)}}
+		for _, v := range reply[2:] {
 			i, _ := v.(int64)
 			out.OverSoft = append(out.OverSoft, int(i))
 		}
@@ -227,11 +255,24 @@ func (s *Store) Reserve(ctx context.Context, counters []state.Counter, now time.
 			refs[i] = ref{c.Key, c.Window}
 		}
 		s.mu.Lock()
-		s.pending[id] = holding{member, refs}
+		s.pending[id] = holding{withSpares(member, int(g)), refs, int(g)}
 		s.mu.Unlock()
 		return out, nil
 	}
 	return state.Outcome{}, fmt.Errorf("%w: redis: the windows of %s keep changing", state.ErrUnavailable, counters[0].Key)
+}
+
+// withSpares is a member's name once the script gave it g spares: "#g"
+// before its counters, as the script names it.
+func withSpares(member string, g int) string {
+	if g <= 0 {
+		return member
+	}
+	i := strings.IndexByte(member, '|')
+	if i < 0 {
+		i = len(member)
+	}
+	return member[:i] + "#" + strconv.Itoa(g) + member[i:]
 }
 
 // releaseMembers gives back a reservation its caller never learned of
@@ -293,9 +334,12 @@ func (s *Store) rebucket(ctx context.Context, key string, window time.Duration) 
 					p.HSet(ctx, c, strconv.FormatInt(idx, 10), n)
 				}
 				// Moving units between buckets leaves the total of
-				// buckets and reservations as it was.
+				// buckets and reservations as it was, and the spares.
 				t, _ := strconv.ParseInt(all["t"], 10, 64)
 				p.HSet(ctx, c, "w", int64(window), "t", t)
+				if sp, _ := strconv.ParseInt(all["s"], 10, 64); sp != 0 {
+					p.HSet(ctx, c, "s", sp)
+				}
 				if len(moved) > 0 {
 					p.HSet(ctx, c, "o", low)
 				}
@@ -325,7 +369,7 @@ func (s *Store) CommitAll(ctx context.Context, rs []state.Reservation, now time.
 	}
 	type group struct {
 		ref
-		units int
+		units, back, settle int
 	}
 	var groups []*group
 	var members []any
@@ -337,6 +381,10 @@ func (s *Store) CommitAll(ctx context.Context, rs []state.Reservation, now time.
 			s.mu.Unlock()
 			return state.ErrUnknownReservation
 		}
+		if err := state.CheckSpent(state.Reservation{ID: r.ID, Spare: h.spare, Spent: r.Spent}); err != nil {
+			s.mu.Unlock()
+			return err
+		}
 		members = append(members, h.member)
 		for _, f := range h.refs {
 			g := byRef[f]
@@ -345,7 +393,9 @@ func (s *Store) CommitAll(ctx context.Context, rs []state.Reservation, now time.
 				byRef[f] = g
 				groups = append(groups, g)
 			}
-			g.units++
+			g.units += 1 + r.Spent
+			g.back += h.spare - r.Spent
+			g.settle += h.spare
 		}
 	}
 	s.mu.Unlock()
@@ -356,12 +406,12 @@ func (s *Store) CommitAll(ctx context.Context, rs []state.Reservation, now time.
 	defer s.forget(rs)
 	c := newCall(now)
 	c.keys = make([]string, 0, len(groups))
-	c.args = make([]any, 0, 2+5*len(groups)+len(members))
+	c.args = make([]any, 0, 2+7*len(groups)+len(members))
 	c.args = append(c.args, len(groups), len(members))
 	for _, g := range groups {
 		c.keys = append(c.keys, s.counterKey(g.key))
 		need := max((g.window + state.BucketWidth(g.window)).Milliseconds(), 1)
-		c.args = append(c.args, int64(g.window), state.BucketOf(now, g.window), s.keyTTL(g.window), need, g.units)
+		c.args = append(c.args, int64(g.window), state.BucketOf(now, g.window), s.keyTTL(g.window), need, g.units, g.back, g.settle)
 	}
 	c.args = append(c.args, members...)
 	for range 3 {

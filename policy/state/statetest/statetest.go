@@ -40,6 +40,8 @@ func Run(t *testing.T, open Open) {
 		{"KeysIndependent", testKeysIndependent},
 		{"Expire", testExpire},
 		{"CommitAll", testCommitAll},
+		{"Spares", testSpares},
+		{"ConcurrentSpares", testConcurrentSpares},
 		{"Flags", testFlags},
 		{"Scan", testScan},
 		{"Complaints", testComplaints},
@@ -454,4 +456,134 @@ func testAccount(t *testing.T, s state.Store) {
 	if len(cs) != 2 || cs[0].ReportID != "r1" || cs[1].ReportID != "r2" || !cs[1].At.Equal(t0.Add(2*time.Hour)) || cs[0].Account != "alice" {
 		t.Fatalf("Account complaints since the first minute = %+v, want r1 and r2, oldest first", cs)
 	}
+}
+
+// Spares: what ReserveSpare admits counts like reserved units; a commit
+// counts the unit and the spares spent and gives the others back; a
+// release gives all back. A backend may admit none, never more than asked
+// nor past a limit, and none against a soft counter.
+func testSpares(t *testing.T, s state.Store) {
+	ctx := context.Background()
+	cs := []state.Counter{hard("a", 1000), hard("cap", 1000)}
+	reserve := func(spare int) state.Reservation {
+		t.Helper()
+		out, err := s.ReserveSpare(ctx, cs, spare, 0, t0)
+		if err != nil || !out.Admitted {
+			t.Fatalf("ReserveSpare: %+v %v", out, err)
+		}
+		if r := out.Reservation; r.Spare < 0 || r.Spare > spare || r.Spent != 0 {
+			t.Fatalf("ReserveSpare(%d) gave %+v", spare, r)
+		}
+		return out.Reservation
+	}
+	r := reserve(2)
+	checkUsage(t, s, "a", time.Hour, t0, state.Usage{Reserved: int64(1 + r.Spare)})
+	r.Spent = r.Spare
+	if err := s.CommitAll(ctx, []state.Reservation{r}, t0); err != nil {
+		t.Fatal(err)
+	}
+	committed := int64(1 + r.Spare)
+	checkUsage(t, s, "a", time.Hour, t0, state.Usage{Committed: committed})
+
+	r = reserve(2)
+	if err := s.CommitAll(ctx, []state.Reservation{r}, t0); err != nil {
+		t.Fatal(err)
+	}
+	committed++
+	checkUsage(t, s, "a", time.Hour, t0, state.Usage{Committed: committed})
+	checkUsage(t, s, "cap", time.Hour, t0, state.Usage{Committed: committed})
+
+	r = reserve(3)
+	if err := s.Release(ctx, r); err != nil {
+		t.Fatal(err)
+	}
+	checkUsage(t, s, "a", time.Hour, t0, state.Usage{Committed: committed})
+
+	// Spending more than was admitted is refused and changes nothing.
+	r = reserve(1)
+	bad := r
+	bad.Spent = r.Spare + 1
+	if err := s.CommitAll(ctx, []state.Reservation{bad}, t0); err == nil {
+		t.Fatal("CommitAll of a reservation that spent spares it was not given succeeded")
+	}
+	checkUsage(t, s, "a", time.Hour, t0, state.Usage{Committed: committed, Reserved: int64(1 + r.Spare)})
+	if err := s.Release(ctx, r); err != nil {
+		t.Fatalf("Release after the refused commit: %v", err)
+	}
+
+	// None against a soft counter; never past a limit.
+	out, err := s.ReserveSpare(ctx, []state.Counter{hard("b", 1000), {Key: "soft", Window: time.Hour, Limit: 1000, Soft: true}}, 4, 0, t0)
+	if err != nil || !out.Admitted || out.Reservation.Spare != 0 {
+		t.Fatalf("ReserveSpare with a soft counter = %+v %v, want no spares", out, err)
+	}
+	tight := []state.Counter{hard("tight", 3)}
+	var units int64
+	for range 3 {
+		out, err := s.ReserveSpare(ctx, tight, 8, 0, t0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if out.Admitted {
+			units += int64(1 + out.Reservation.Spare)
+		}
+	}
+	if units != 3 {
+		t.Fatalf("reserved %d units against a limit of 3 with spares asked, want 3", units)
+	}
+	checkUsage(t, s, "tight", time.Hour, t0, state.Usage{Reserved: 3})
+}
+
+// ConcurrentSpares: transactions of three recipients each, every one
+// spending its reservation's spares before it asks for more, never count
+// past a limit and fill it exactly once all are done.
+func testConcurrentSpares(t *testing.T, s state.Store) {
+	const sessions, perSession, limit = 32, 4, 50
+	cs := []state.Counter{hard("acct", limit), hard("cap", 1000)}
+	ctx := context.Background()
+	var admitted atomic.Int64
+	var wg sync.WaitGroup
+	errs := make(chan error, sessions)
+	for range sessions {
+		wg.Go(func() {
+			for range perSession {
+				var held []state.Reservation
+				for range 3 {
+					if n := len(held); n > 0 && held[n-1].Spent < held[n-1].Spare {
+						held[n-1].Spent++
+						admitted.Add(1)
+						continue
+					}
+					own := 0
+					for _, r := range held {
+						own += r.Spare
+					}
+					out, err := s.ReserveSpare(ctx, cs, 2, own, t0)
+					if err != nil {
+						errs <- err
+						return
+					}
+					if out.Admitted {
+						held = append(held, out.Reservation)
+						admitted.Add(1)
+					}
+				}
+				if len(held) > 0 {
+					if err := s.CommitAll(ctx, held, t0); err != nil {
+						errs <- fmt.Errorf("committing: %w", err)
+						return
+					}
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	if got := admitted.Load(); got != limit {
+		t.Fatalf("admitted %d recipients, want exactly %d", got, limit)
+	}
+	checkUsage(t, s, "acct", time.Hour, t0, state.Usage{Committed: limit})
+	checkUsage(t, s, "cap", time.Hour, t0, state.Usage{Committed: limit})
 }
