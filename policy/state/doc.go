@@ -10,7 +10,11 @@
 // request's counters or against none, so concurrent sessions can never push a
 // counter past its limit. What a key means, which limits apply and what to
 // answer the MTA are the policy's business; when to commit or release a
-// reservation is the milter session's.
+// reservation is the milter session's. A reservation may carry spare units
+// (ReserveSpare) that the same transaction spends on its next recipients
+// without asking the store; they count like reserved units until the
+// commit counts the spent ones and gives the rest back. A backend may
+// admit none.
 //
 // Windows are rolling and kept as time buckets of Window/Buckets each. A unit
 // stays counted until the whole bucket it fell in has left the window, so a

@@ -18,6 +18,17 @@
 // Bucket indexes are computed by the caller (state.BucketOf), so every
 // daemon agrees on them; time is passed in as everywhere else.
 //
+// ReserveSpare takes the spares it is asked for in the same script, where
+// every counter is hard and keeps an eighth of its limit (at least 4) free
+// after them; a counter's "s" field counts the spares not yet settled, and
+// a request refused only because of other transactions' spares is asked
+// again after short pauses until the timeout (the caller's own spares are
+// not waited for).
+//
+// Remember queues the queue id for a writer of the store's own, which
+// sends what queued meanwhile as one HSET and one ZADD (attributions.go);
+// Attribute finds the ids still waiting.
+//
 // Standings (flags and complaints) are read once per message; each daemon
 // keeps those it read and drops one when any daemon publishes a change to
 // it, and trusts what it keeps only while its subscription answers (see
