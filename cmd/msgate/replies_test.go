@@ -109,19 +109,8 @@ func TestDeliveryStateFile(t *testing.T) {
 	dir := t.TempDir()
 	cfg := config.Default()
 	cfg.State.Path = dir + "/state.db"
-	var last *daemon
-	newFeed := func() *deliveryFeed {
-		if last != nil {
-			last.close()
-		}
-		d, err := newDaemon(cfg, zap.NewNop())
-		if err != nil {
-			t.Fatal(err)
-		}
-		last = d
-		return d.feed
-	}
-	t.Cleanup(func() { last.close() })
+	restart := restarter(t, cfg)
+	newFeed := func() *deliveryFeed { return restart().feed }
 	f := newFeed()
 	for range 5 {
 		f.lookup("dsn", "5.7.1 host x[1.2.3.4] said: 550 5.7.1 ... on our block list (S3150)")

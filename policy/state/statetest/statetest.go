@@ -241,26 +241,38 @@ func testSoftCounters(t *testing.T, s state.Store) {
 }
 
 func testConcurrentReserve(t *testing.T, s state.Store) {
-	const sessions, perSession, limit = 64, 4, 50
+	const limit = 50
 	cs := []state.Counter{hard("acct", limit), hard("cap", 1000)}
+	fill(t, s, limit, func() (int64, error) {
+		out, err := s.Reserve(context.Background(), cs, t0)
+		if err != nil || !out.Admitted {
+			return 0, err
+		}
+		if err := s.Commit(context.Background(), out.Reservation, t0); err != nil {
+			return 0, fmt.Errorf("committing: %w", err)
+		}
+		return 1, nil
+	})
+}
+
+// fill runs tx 4 times in each of 64 sessions at once; what the
+// transactions admitted must be exactly limit, committed on "acct" and on
+// "cap".
+func fill(t *testing.T, s state.Store, limit int64, tx func() (int64, error)) {
+	t.Helper()
+	const sessions, perSession = 64, 4
 	var admitted atomic.Int64
 	var wg sync.WaitGroup
 	errs := make(chan error, sessions)
 	for range sessions {
 		wg.Go(func() {
 			for range perSession {
-				out, err := s.Reserve(context.Background(), cs, t0)
+				n, err := tx()
 				if err != nil {
 					errs <- err
 					return
 				}
-				if out.Admitted {
-					admitted.Add(1)
-					if err := s.Commit(context.Background(), out.Reservation, t0); err != nil {
-						errs <- fmt.Errorf("committing: %w", err)
-						return
-					}
-				}
+				admitted.Add(n)
 			}
 		})
 	}
@@ -270,7 +282,7 @@ func testConcurrentReserve(t *testing.T, s state.Store) {
 		t.Fatal(err)
 	}
 	if got := admitted.Load(); got != limit {
-		t.Fatalf("admitted %d units, want exactly %d", got, limit)
+		t.Fatalf("admitted %d, want exactly %d", got, limit)
 	}
 	checkUsage(t, s, "acct", time.Hour, t0, state.Usage{Committed: limit})
 	checkUsage(t, s, "cap", time.Hour, t0, state.Usage{Committed: limit})
@@ -537,53 +549,36 @@ func testSpares(t *testing.T, s state.Store) {
 // spending its reservation's spares before it asks for more, never count
 // past a limit and fill it exactly once all are done.
 func testConcurrentSpares(t *testing.T, s state.Store) {
-	const sessions, perSession, limit = 32, 4, 50
+	const limit = 50
 	cs := []state.Counter{hard("acct", limit), hard("cap", 1000)}
 	ctx := context.Background()
-	var admitted atomic.Int64
-	var wg sync.WaitGroup
-	errs := make(chan error, sessions)
-	for range sessions {
-		wg.Go(func() {
-			for range perSession {
-				var held []state.Reservation
-				for range 3 {
-					if n := len(held); n > 0 && held[n-1].Spent < held[n-1].Spare {
-						held[n-1].Spent++
-						admitted.Add(1)
-						continue
-					}
-					own := 0
-					for _, r := range held {
-						own += r.Spare
-					}
-					out, err := s.ReserveSpare(ctx, cs, 2, own, t0)
-					if err != nil {
-						errs <- err
-						return
-					}
-					if out.Admitted {
-						held = append(held, out.Reservation)
-						admitted.Add(1)
-					}
-				}
-				if len(held) > 0 {
-					if err := s.CommitAll(ctx, held, t0); err != nil {
-						errs <- fmt.Errorf("committing: %w", err)
-						return
-					}
-				}
+	fill(t, s, limit, func() (int64, error) {
+		var held []state.Reservation
+		var admitted int64
+		for range 3 {
+			if n := len(held); n > 0 && held[n-1].Spent < held[n-1].Spare {
+				held[n-1].Spent++
+				admitted++
+				continue
 			}
-		})
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Fatal(err)
-	}
-	if got := admitted.Load(); got != limit {
-		t.Fatalf("admitted %d recipients, want exactly %d", got, limit)
-	}
-	checkUsage(t, s, "acct", time.Hour, t0, state.Usage{Committed: limit})
-	checkUsage(t, s, "cap", time.Hour, t0, state.Usage{Committed: limit})
+			own := 0
+			for _, r := range held {
+				own += r.Spare
+			}
+			out, err := s.ReserveSpare(ctx, cs, 2, own, t0)
+			if err != nil {
+				return 0, err
+			}
+			if out.Admitted {
+				held = append(held, out.Reservation)
+				admitted++
+			}
+		}
+		if len(held) > 0 {
+			if err := s.CommitAll(ctx, held, t0); err != nil {
+				return 0, fmt.Errorf("committing: %w", err)
+			}
+		}
+		return admitted, nil
+	})
 }
