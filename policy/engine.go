@@ -251,16 +251,15 @@ type Transaction struct {
 	standingRead bool
 	// spareLimits are the counters' limits when the last reservation's
 	// spares were admitted: a spare serves a later recipient only while
-	// they are the same (the cap in force may change). spareAsk is how
-	// many spares the next reservation asks for.
+	// they are the same (the cap in force may change).
 	spareLimits []int64
-	spareAsk    int
 }
 
 // The spares a transaction's reservations ask for: firstSpares with its
-// first, twice as many with each one after whose spares were all spent,
-// up to maxSpares. A message with three Microsoft recipients then asks the
-// store once instead of three times.
+// first, twice as many with each one after (a reservation is made only
+// once the spares before it are spent), up to maxSpares. A message with
+// three Microsoft recipients then asks the store once instead of three
+// times.
 const (
 	firstSpares = 2
 	maxSpares   = 16
@@ -319,13 +318,7 @@ func (tx *Transaction) spares() int {
 
 // nextSpares is how many spares the next reservation asks for.
 func (tx *Transaction) nextSpares() int {
-	switch n := len(tx.held); {
-	case n == 0:
-		tx.spareAsk = firstSpares
-	case tx.held[n-1].Spare > 0 && tx.held[n-1].Spent == tx.held[n-1].Spare:
-		tx.spareAsk = min(2*tx.spareAsk, maxSpares)
-	}
-	return tx.spareAsk
+	return min(firstSpares<<min(len(tx.held), 8), maxSpares)
 }
 
 // WantsEndOfMessage reports whether EndOfMessage has anything to do once the

@@ -458,15 +458,7 @@ func TestSentinelFailover(t *testing.T) {
 	defer s.Close()
 	ctx := context.Background()
 	cs := []state.Counter{{Key: "cap", Window: 24 * time.Hour, Limit: 5}}
-	for range 3 {
-		out, err := s.Reserve(ctx, cs, t0)
-		if err != nil || !out.Admitted {
-			t.Fatalf("Reserve = %+v, %v", out, err)
-		}
-		if err := s.Commit(ctx, out.Reservation, t0); err != nil {
-			t.Fatal(err)
-		}
-	}
+	commitUnits(t, s, cs, 3)
 	// The replica has every write before the master goes.
 	mc := goredis.NewClient(&goredis.Options{Addr: master.Addr})
 	if n, err := mc.Wait(ctx, 1, 5*time.Second).Result(); err != nil || n != 1 {
@@ -565,15 +557,7 @@ func TestSparesWait(t *testing.T) {
 	if err != nil || !a.Admitted || a.Reservation.Spare != 8 {
 		t.Fatalf("ReserveSpare(8) with room = %+v %v, want 8 spares", a, err)
 	}
-	for range 11 {
-		out, err := s.Reserve(ctx, cs, t0)
-		if err != nil || !out.Admitted {
-			t.Fatalf("filling: %+v %v", out, err)
-		}
-		if err := s.Commit(ctx, out.Reservation, t0); err != nil {
-			t.Fatal(err)
-		}
-	}
+	commitUnits(t, s, cs, 11)
 	// Full now (11 committed and a's 9), though a will spend 2 of its 8
 	// spares only.
 	done := make(chan state.Outcome)
@@ -625,4 +609,18 @@ func TestSparesWait(t *testing.T) {
 		t.Fatalf("asking past its own spares: %+v %v, want refused", out, err)
 	}
 	t.Logf("refused past its own spares after %v", time.Since(start))
+}
+
+// commitUnits reserves and commits n units against cs at t0, each admitted.
+func commitUnits(t *testing.T, s *redis.Store, cs []state.Counter, n int) {
+	t.Helper()
+	for range n {
+		out, err := s.Reserve(context.Background(), cs, t0)
+		if err != nil || !out.Admitted {
+			t.Fatalf("Reserve = %+v, %v", out, err)
+		}
+		if err := s.Commit(context.Background(), out.Reservation, t0); err != nil {
+			t.Fatal(err)
+		}
+	}
 }

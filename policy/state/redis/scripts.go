@@ -110,8 +110,7 @@ const sweepLimit = 100
 // other as if each were a script of its own. With the unit a request may
 // take up to its spare units more, when all its counters are hard and
 // each keeps an eighth of its limit (and at least 4) free after them; a
-// counter's "s" is
-// the spares that transactions hold and have not settled.
+// counter's "s" is the spares that transactions hold and have not settled.
 //
 //	ARGV[1] requests q, ARGV[2] now (unix ms), ARGV[3] the reservations'
 //	lapse (unix ms), ARGV[4] the reservation TTL (ms), ARGV[5] the

@@ -203,7 +203,7 @@ func (s *Store) ReserveSpare(ctx context.Context, counters []state.Counter, spar
 		}
 		r.args = append(r.args, int64(c.Window), c.Limit, soft, state.Oldest(now, c.Window), s.keyTTL(c.Window))
 	}
-	deadline := time.Now().Add(s.timeout)
+	var deadline time.Time // set at the first wait
 	pause := time.Millisecond
 	for rebuckets := 0; rebuckets < 3; {
 		reply, err := s.reserves.do(ctx, r)
@@ -228,6 +228,9 @@ func (s *Store) ReserveSpare(ctx context.Context, counters []state.Counter, spar
 				b, _ := reply[1].(int64)
 				u, _ := reply[2].(int64)
 				out.Blocked, out.Used = int(b), u
+			}
+			if word == "wait" && deadline.IsZero() {
+				deadline = time.Now().Add(s.timeout)
 			}
 			if word == "wait" && time.Now().Add(pause).Before(deadline) {
 				select {
@@ -336,10 +339,8 @@ func (s *Store) rebucket(ctx context.Context, key string, window time.Duration) 
 				// Moving units between buckets leaves the total of
 				// buckets and reservations as it was, and the spares.
 				t, _ := strconv.ParseInt(all["t"], 10, 64)
-				p.HSet(ctx, c, "w", int64(window), "t", t)
-				if sp, _ := strconv.ParseInt(all["s"], 10, 64); sp != 0 {
-					p.HSet(ctx, c, "s", sp)
-				}
+				sp, _ := strconv.ParseInt(all["s"], 10, 64)
+				p.HSet(ctx, c, "w", int64(window), "t", t, "s", sp)
 				if len(moved) > 0 {
 					p.HSet(ctx, c, "o", low)
 				}
