@@ -93,11 +93,13 @@ local function sweep(held, now, p, limit)
   end
   if #gone > 0 then redis.call('ZREM', held, unpack(gone)) end
 end
--- renew sets a counter's TTL when Redis would drop it before need.
-local function renew(c, x, need, tnow, ttl)
+-- renew sets a counter's TTL when Redis would drop it before need, and
+-- adds the new "x" to f, the fields the caller writes.
+local function renew(c, x, need, tnow, ttl, f)
   if tonumber(x or '0') < need then
     redis.call('PEXPIRE', c, ttl)
-    redis.call('HSET', c, 'x', tnow + tonumber(ttl))
+    f[#f+1] = 'x'
+    f[#f+1] = tnow + tonumber(ttl)
   end
 end
 `
@@ -114,11 +116,16 @@ const sweepLimit = 100
 //
 //	ARGV[1] requests q, ARGV[2] now (unix ms), ARGV[3] the reservations'
 //	lapse (unix ms), ARGV[4] the reservation TTL (ms), ARGV[5] the
-//	counters' key prefix; then per request: its member name, its counters
+//	counters' key prefix, ARGV[6] rules r; then per rule: window (ns),
+//	limit, soft (0|1), oldest bucket index in the window, the key TTL of
+//	its counters (ms); then per request: its member name, its counters
 //	n, the spares it asks for, the spares its transaction holds (it does
-//	not wait for them), and per counter: window (ns), limit, soft
-//	(0|1), oldest bucket index in the window, the counter's key TTL (ms).
+//	not wait for them), and per counter the number of its rule (1-based).
 //	KEYS[1] the held set, then per request per counter its hash.
+//
+// A rule is what the counters of one rule share in a batch (every
+// account's hourly counter, say): sent and parsed once per batch, not
+// once per counter (see batcher.encode).
 //
 // Replies one reply per request: {1, spares, over...} (admitted with
 // spares more; the soft counters it took past their limit, 0-based),
@@ -151,16 +158,21 @@ local function load(c, win, oldest, ttl)
   s.w = win
   return s
 end
+local rules = {}
+for j = 1, tonumber(ARGV[6]) do
+  local b = 7 + (j-1)*5
+  rules[tostring(j)] = {w = ARGV[b], limit = tonumber(ARGV[b+1]), soft = ARGV[b+2] == '1', oldest = tonumber(ARGV[b+3]), ttl = ARGV[b+4]}
+end
 local members = {}
 local function reserve(k, a, n, member, spare, own)
-  local ss = {}
+  local ss, rs = {}, {}
   for i = 1, n do
-    local b = a + (i-1)*5
-    local s = load(KEYS[k+i-1], ARGV[b], tonumber(ARGV[b+3]), ARGV[b+4])
+    local rl = rules[ARGV[a+i-1]]
+    local s = load(KEYS[k+i-1], rl.w, rl.oldest, rl.ttl)
     if not s then return {'rebucket', i-1} end
     local u = s.t + s.add
-    if ARGV[b+2] ~= '1' then
-      local limit = tonumber(ARGV[b+1])
+    if not rl.soft then
+      local limit = rl.limit
       if u + 1 > limit then
         local others = s.sp + s.spadd - own
         if others > 0 and u - others + 1 <= limit then return {'wait', i-1, u} end
@@ -172,13 +184,13 @@ local function reserve(k, a, n, member, spare, own)
     else
       spare = 0
     end
-    ss[i] = s
+    ss[i], rs[i] = s, rl
   end
   if spare < 0 then spare = 0 end
   local out = {1, spare}
   for i = 1, n do
-    local b, s = a + (i-1)*5, ss[i]
-    if ARGV[b+2] == '1' and s.t + s.add + 1 > tonumber(ARGV[b+1]) then
+    local s, rl = ss[i], rs[i]
+    if rl.soft and s.t + s.add + 1 > rl.limit then
       out[#out+1] = i-1
     end
     s.add = s.add + 1 + spare
@@ -193,20 +205,25 @@ local function reserve(k, a, n, member, spare, own)
   return out
 end
 local replies = {}
-local a, k = 6, 2
+local a, k = 7 + 5*tonumber(ARGV[6]), 2
 for x = 1, tonumber(ARGV[1]) do
   local member, n, spare, own = ARGV[a], tonumber(ARGV[a+1]), tonumber(ARGV[a+2]), tonumber(ARGV[a+3])
   replies[x] = reserve(k, a + 4, n, member, spare, own)
-  a = a + 4 + 5*n
+  a = a + 4 + n
   k = k + n
 end
 for _, c in ipairs(order) do
   local s = st[c]
   if s.add > 0 then
-    redis.call('HINCRBY', c, 't', s.add)
-    if s.spadd > 0 then redis.call('HINCRBY', c, 's', s.spadd) end
-    if s.fresh then redis.call('HSET', c, 'w', s.w) end
-    renew(c, s.x, need, tnow, s.ttl)
+    -- one HSET of what the batch read and changed, not an HINCRBY per
+    -- field (the script is atomic): one call less per counter, 3% of
+    -- Redis's instructions a message (callgrind, 2026-12-04; the same
+    -- done in the commit script measured 5% more, not less)
+    local f = {'t', s.t + s.add}
+    if s.spadd > 0 then f[3], f[4] = 's', s.sp + s.spadd end
+    if s.fresh then f[#f+1], f[#f+2] = 'w', s.w end
+    renew(c, s.x, need, tnow, s.ttl, f)
+    redis.call('HSET', c, unpack(f))
   end
 end
 if #members > 0 then redis.call('ZADD', held, unpack(members)) end
@@ -217,9 +234,10 @@ return replies
 // reservations), all of its units or none, the requests one after the
 // other.
 //
-//	ARGV[1] requests q; then per request: its counters k, its
-//	reservations m, per counter: window (ns), bucket index of now, key
-//	TTL (ms), the TTL it needs at least (ms), units u to count, unspent
+//	ARGV[1] requests q, ARGV[2] rules r; then per rule: window (ns),
+//	bucket index of now, key TTL (ms), the TTL its counters need at
+//	least (ms); then per request: its counters k, its reservations m, per
+//	counter: the number of its rule (1-based), units u to count, unspent
 //	spares to give back, spares to settle; then the m reservations'
 //	members. KEYS[1] the held set, then per request per counter its hash.
 //
@@ -228,12 +246,18 @@ return replies
 var commitScript = goredis.NewScript(commonLua + `
 local held = KEYS[1]
 local tnow = nowms()
+local rules = {}
+for j = 1, tonumber(ARGV[2]) do
+  local b = 3 + (j-1)*4
+  rules[tostring(j)] = {w = ARGV[b], idx = ARGV[b+1], ttl = ARGV[b+2], need = tonumber(ARGV[b+3])}
+end
+local first = 3 + 4*tonumber(ARGV[2])
 -- Whether the members are held, for the whole batch in one read.
-local all, a = {}, 2
+local all, a = {}, first
 for x = 1, tonumber(ARGV[1]) do
   local k, m = tonumber(ARGV[a]), tonumber(ARGV[a+1])
-  for j = 1, m do all[#all+1] = ARGV[a+2+7*k+j-1] end
-  a = a + 2 + 7*k + m
+  for j = 1, m do all[#all+1] = ARGV[a+2+4*k+j-1] end
+  a = a + 2 + 4*k + m
 end
 local isHeld = {}
 if #all > 0 then
@@ -254,41 +278,41 @@ end
 local function commit(kk, b, k, m)
   local members = {}
   for j = 1, m do
-    members[j] = ARGV[b+7*k+j-1]
+    members[j] = ARGV[b+4*k+j-1]
     if not isHeld[members[j]] then return {'unknown'} end
   end
-  local ss = {}
+  local ss, rs = {}, {}
   for i = 1, k do
-    local s, at = load(KEYS[kk+i-1]), b + (i-1)*7
-    if s.w and s.w ~= ARGV[at] then return {'rebucket', i-1} end
-    ss[i] = s
+    local s, rl = load(KEYS[kk+i-1]), rules[ARGV[b+(i-1)*4]]
+    if s.w and s.w ~= rl.w then return {'rebucket', i-1} end
+    ss[i], rs[i] = s, rl
   end
   for j = 1, m do
     isHeld[members[j]] = false
     done[#done+1] = members[j]
   end
   for i = 1, k do
-    local s, at = ss[i], b + (i-1)*7
-    local idx = ARGV[at+1]
+    local s, rl, at = ss[i], rs[i], b + (i-1)*4
+    local idx = rl.idx
     if not s.buckets[idx] then
       s.buckets[idx] = 0
       s.border[#s.border+1] = idx
     end
-    s.buckets[idx] = s.buckets[idx] + tonumber(ARGV[at+4])
-    s.back = s.back + tonumber(ARGV[at+5])
-    s.settle = s.settle + tonumber(ARGV[at+6])
-    s.w, s.ttl = ARGV[at], ARGV[at+2]
-    s.need = math.max(s.need, tonumber(ARGV[at+3]))
+    s.buckets[idx] = s.buckets[idx] + tonumber(ARGV[at+1])
+    s.back = s.back + tonumber(ARGV[at+2])
+    s.settle = s.settle + tonumber(ARGV[at+3])
+    s.w, s.ttl = rl.w, rl.ttl
+    s.need = math.max(s.need, rl.need)
   end
   return {1}
 end
 local replies = {}
 local kk
-a, kk = 2, 2
+a, kk = first, 2
 for x = 1, tonumber(ARGV[1]) do
   local k, m = tonumber(ARGV[a]), tonumber(ARGV[a+1])
   replies[x] = commit(kk, a + 2, k, m)
-  a = a + 2 + 7*k + m
+  a = a + 2 + 4*k + m
   kk = kk + k
 end
 for _, c in ipairs(order) do
@@ -304,7 +328,9 @@ for _, c in ipairs(order) do
     if s.back > 0 then redis.call('HINCRBY', c, 't', -s.back) end
     if s.settle > 0 then redis.call('HINCRBY', c, 's', -s.settle) end
     if s.fresh then redis.call('HSET', c, 'w', s.w) end
-    renew(c, s.x, tnow + s.need, tnow, s.ttl)
+    local f = {}
+    renew(c, s.x, tnow + s.need, tnow, s.ttl, f)
+    if #f > 0 then redis.call('HSET', c, unpack(f)) end
   end
 end
 if #done > 0 then redis.call('ZREM', held, unpack(done)) end

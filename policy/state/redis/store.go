@@ -103,12 +103,12 @@ func New(opts Options) (*Store, error) {
 		c: opts.Client, p: "{" + opts.Prefix + "}:", timeout: opts.Timeout, resTTL: opts.ReservationTTL,
 		instance: hex.EncodeToString(b[:]), pending: make(map[uint64]holding),
 	}
-	s.reserves = &batcher{s: s, script: reserveScript, keys: []string{s.heldKey()}, head: func(batch []*call) []any {
+	s.reserves = &batcher{s: s, script: reserveScript, keys: []string{s.heldKey()}, ruleLen: 5, head: func(batch []*call) []any {
 		now := latest(batch)
 		return []any{len(batch), now.UnixMilli(), now.Add(s.resTTL).UnixMilli(), s.resTTL.Milliseconds(), s.counterKey("")}
 	}}
 	count := func(batch []*call) []any { return []any{len(batch)} }
-	s.commits = &batcher{s: s, script: commitScript, head: count, keys: []string{s.heldKey()}}
+	s.commits = &batcher{s: s, script: commitScript, head: count, keys: []string{s.heldKey()}, ruleLen: 4}
 	s.accounts = &batcher{s: s, script: accountScript, head: count, keys: []string{s.flagsKey(), s.reportsKey()}}
 	ctx, stop := context.WithCancel(context.Background())
 	s.stop = stop
@@ -185,8 +185,9 @@ func (s *Store) ReserveSpare(ctx context.Context, counters []state.Counter, spar
 	member := s.member(id, counters)
 	r := newCall(now)
 	r.keys = make([]string, 0, len(counters))
-	r.args = make([]any, 0, 4+5*len(counters))
-	r.args = append(r.args, member, len(counters), max(spare, 0), max(own, 0))
+	r.rules = make([]rule, 0, len(counters))
+	r.lead = 4
+	r.args = []any{member, len(counters), max(spare, 0), max(own, 0)}
 	r.undo = func(reply []any) {
 		if len(reply) > 1 {
 			if n, _ := reply[0].(int64); n == 1 {
@@ -201,7 +202,7 @@ func (s *Store) ReserveSpare(ctx context.Context, counters []state.Counter, spar
 		if c.Soft {
 			soft = 1
 		}
-		r.args = append(r.args, int64(c.Window), c.Limit, soft, state.Oldest(now, c.Window), s.keyTTL(c.Window))
+		r.rules = append(r.rules, rule{int64(c.Window), c.Limit, int64(soft), state.Oldest(now, c.Window), s.keyTTL(c.Window)})
 	}
 	var deadline time.Time // set at the first wait
 	pause := time.Millisecond
@@ -407,12 +408,15 @@ func (s *Store) CommitAll(ctx context.Context, rs []state.Reservation, now time.
 	defer s.forget(rs)
 	c := newCall(now)
 	c.keys = make([]string, 0, len(groups))
-	c.args = make([]any, 0, 2+7*len(groups)+len(members))
+	c.rules = make([]rule, 0, len(groups))
+	c.lead, c.per = 2, 3
+	c.args = make([]any, 0, 2+3*len(groups)+len(members))
 	c.args = append(c.args, len(groups), len(members))
 	for _, g := range groups {
 		c.keys = append(c.keys, s.counterKey(g.key))
 		need := max((g.window + state.BucketWidth(g.window)).Milliseconds(), 1)
-		c.args = append(c.args, int64(g.window), state.BucketOf(now, g.window), s.keyTTL(g.window), need, g.units, g.back, g.settle)
+		c.rules = append(c.rules, rule{int64(g.window), state.BucketOf(now, g.window), s.keyTTL(g.window), need})
+		c.args = append(c.args, g.units, g.back, g.settle)
 	}
 	c.args = append(c.args, members...)
 	for range 3 {
