@@ -3,6 +3,7 @@ package redis_test
 import (
 	"context"
 	"fmt"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -25,15 +26,25 @@ import (
 // (redis-µs/msg), the part of them inside the commands the scripts call
 // (cmd-µs/msg), and the commands and scripts per message: what Redis
 // spends, which the Go profile does not see.
+//
+// With MSGATE_BENCH_REDIS=HOST:PORT it runs against that Redis instead of
+// one of its own, with timeouts for a slow one: callgrind.sh runs it so
+// against a redis-server under valgrind, which counts the instructions
+// Redis spends per message (repeatable, unlike time on a shared machine).
 func BenchmarkMessage(b *testing.B) {
-	srv := redistest.Start(b, redistest.Options{})
-	c := goredis.NewClient(&goredis.Options{Addr: srv.Addr, MaxRetries: -1})
-	s, err := redis.New(redis.Options{Client: c})
+	addr, timeout := os.Getenv("MSGATE_BENCH_REDIS"), time.Second
+	if addr == "" {
+		addr = redistest.Start(b, redistest.Options{}).Addr
+	} else {
+		timeout = time.Minute
+	}
+	c := goredis.NewClient(&goredis.Options{Addr: addr, MaxRetries: -1, ReadTimeout: timeout})
+	s, err := redis.New(redis.Options{Client: c, Timeout: timeout})
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { s.Close() })
-	admin := goredis.NewClient(&goredis.Options{Addr: srv.Addr})
+	admin := goredis.NewClient(&goredis.Options{Addr: addr})
 	b.Cleanup(func() { admin.Close() })
 	ctx := context.Background()
 	now := time.Now()
