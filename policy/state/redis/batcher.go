@@ -12,9 +12,10 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 )
 
-// call is one request waiting for its batch: its keys and arguments in
-// the batch script, and the reply to it.
+// call is one request waiting for its batch: its script (kind), its keys
+// and arguments in the batch's script, and the reply to it.
 type call struct {
+	kind     *kind
 	now      time.Time
 	deadline time.Time // when the store's timeout ends for it
 	keys     []string
@@ -47,7 +48,9 @@ const (
 	abandoned
 )
 
-func newCall(now time.Time) *call { return &call{now: now, done: make(chan struct{})} }
+func newCall(k *kind, now time.Time) *call {
+	return &call{kind: k, now: now, done: make(chan struct{})}
+}
 
 func (c *call) reset() {
 	c.reply, c.err = nil, nil
@@ -68,12 +71,26 @@ func (c *call) answer(reply []any, err error) bool {
 
 var errTimeout = errors.New("no answer within the timeout")
 
+// kind is one of the scripts that calls are batched for.
+type kind struct {
+	script *goredis.Script
+	// head is the script's arguments before the calls', keys its keys
+	// before theirs; with ruleLen > 0 the rule table (its length, then
+	// ruleLen values per rule) follows head.
+	head    func(batch []*call) []any
+	keys    []string
+	ruleLen int
+}
+
 // batcher sends calls to Redis, at once when no batch is out; otherwise a
 // call waits with the others that queue meanwhile, and the batches that
 // follow go from a goroutine of their own, each with everything queued
 // while the one before was out. Under load one round trip and one script
-// serve many sessions, each call checked and applied in order, all-or-none
-// as on its own; alone, a call pays nothing for it.
+// per kind serve many sessions, each call checked and applied in order,
+// all-or-none as on its own; alone, a call pays nothing for it. A batch
+// with calls of several kinds (reservations, commits, standings) sends
+// their scripts in one pipeline: one round trip where there were one per
+// kind.
 //
 // A call waits at most the store's timeout. The caller that finds no batch
 // out sends its own and is bounded by the client's read timeout; the calls
@@ -82,14 +99,7 @@ var errTimeout = errors.New("no answer within the timeout")
 // call (context.WithTimeout) was 7% of msgate's CPU in a perf profile of
 // msgate serve on one Redis under msgate-load at 32x3 (2026-12-03).
 type batcher struct {
-	s      *Store
-	script *goredis.Script
-	// head is the script's arguments before the calls', keys its keys
-	// before theirs; with ruleLen > 0 the rule table (its length, then
-	// ruleLen values per rule) follows head.
-	head    func(batch []*call) []any
-	keys    []string
-	ruleLen int
+	s *Store
 
 	mu    sync.Mutex
 	busy  bool    // a batch is out; the next waits
@@ -210,8 +220,45 @@ func (b *batcher) send(batch []*call) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), b.s.timeout)
 	defer cancel()
-	keys, args := b.encode(batch)
-	replies, err := b.script.Run(ctx, b.s.c, keys, args...).Slice()
+	k := batch[0].kind
+	if !slices.ContainsFunc(batch, func(c *call) bool { return c.kind != k }) {
+		keys, args := encode(k, batch)
+		answer(batch, k.script.Run(ctx, b.s.c, keys, args...))
+		return
+	}
+	// Several kinds: one script each, in one pipeline, in the order of
+	// their first calls. Calls of different kinds come from different
+	// sessions, which any order serves.
+	var groups [][]*call
+	for _, c := range batch {
+		i := slices.IndexFunc(groups, func(g []*call) bool { return g[0].kind == c.kind })
+		if i < 0 {
+			groups = append(groups, []*call{c})
+		} else {
+			groups[i] = append(groups[i], c)
+		}
+	}
+	pipe := b.s.c.Pipeline()
+	cmds := make([]*goredis.Cmd, len(groups))
+	for i, g := range groups {
+		keys, args := encode(g[0].kind, g)
+		cmds[i] = g[0].kind.script.EvalSha(ctx, pipe, keys, args...)
+	}
+	_, _ = pipe.Exec(ctx) // each command's error is its own
+	for i, g := range groups {
+		if goredis.HasErrorPrefix(cmds[i].Err(), "NOSCRIPT") {
+			// Redis lost its scripts (a restart, SCRIPT FLUSH): this
+			// one again, which loads it.
+			keys, args := encode(g[0].kind, g)
+			cmds[i] = g[0].kind.script.Run(ctx, b.s.c, keys, args...)
+		}
+		answer(g, cmds[i])
+	}
+}
+
+// answer hands each call of a batch its reply in a script's replies.
+func answer(batch []*call, cmd *goredis.Cmd) {
+	replies, err := cmd.Slice()
 	if err == nil && len(replies) != len(batch) {
 		err = fmt.Errorf("redis: %d replies to %d calls", len(replies), len(batch))
 	}
@@ -232,7 +279,7 @@ func (b *batcher) send(batch []*call) {
 // messages from many accounts most counters share a few rules, and what
 // Redis spends on a script grows with the arguments it parses (5% fewer
 // instructions in Redis a message, callgrind on redis-server, 2026-12-04).
-func (b *batcher) encode(batch []*call) ([]string, []any) {
+func encode(b *kind, batch []*call) ([]string, []any) {
 	nk, na := len(b.keys), 0
 	var table []rule
 	for _, c := range batch {

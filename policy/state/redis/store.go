@@ -52,7 +52,8 @@ type Store struct {
 	pending map[uint64]holding
 	nextID  atomic.Uint64
 
-	reserves, commits, accounts *batcher
+	batch                       *batcher
+	reserves, commits, accounts *kind
 	attrs                       attrWriter
 
 	standings standings
@@ -103,13 +104,14 @@ func New(opts Options) (*Store, error) {
 		c: opts.Client, p: "{" + opts.Prefix + "}:", timeout: opts.Timeout, resTTL: opts.ReservationTTL,
 		instance: hex.EncodeToString(b[:]), pending: make(map[uint64]holding),
 	}
-	s.reserves = &batcher{s: s, script: reserveScript, keys: []string{s.heldKey()}, ruleLen: 5, head: func(batch []*call) []any {
+	s.batch = &batcher{s: s}
+	s.reserves = &kind{script: reserveScript, keys: []string{s.heldKey()}, ruleLen: 5, head: func(batch []*call) []any {
 		now := latest(batch)
 		return []any{len(batch), now.UnixMilli(), now.Add(s.resTTL).UnixMilli(), s.resTTL.Milliseconds(), s.counterKey("")}
 	}}
 	count := func(batch []*call) []any { return []any{len(batch)} }
-	s.commits = &batcher{s: s, script: commitScript, head: count, keys: []string{s.heldKey()}, ruleLen: 4}
-	s.accounts = &batcher{s: s, script: accountScript, head: count, keys: []string{s.flagsKey(), s.reportsKey()}}
+	s.commits = &kind{script: commitScript, head: count, keys: []string{s.heldKey()}, ruleLen: 4}
+	s.accounts = &kind{script: accountScript, head: count, keys: []string{s.flagsKey(), s.reportsKey()}}
 	ctx, stop := context.WithCancel(context.Background())
 	s.stop = stop
 	go s.subscribe(ctx)
@@ -183,7 +185,7 @@ func (s *Store) ReserveSpare(ctx context.Context, counters []state.Counter, spar
 	}
 	id := s.nextID.Add(1)
 	member := s.member(id, counters)
-	r := newCall(now)
+	r := newCall(s.reserves, now)
 	r.keys = make([]string, 0, len(counters))
 	r.rules = make([]rule, 0, len(counters))
 	r.lead = 4
@@ -207,7 +209,7 @@ func (s *Store) ReserveSpare(ctx context.Context, counters []state.Counter, spar
 	var deadline time.Time // set at the first wait
 	pause := time.Millisecond
 	for rebuckets := 0; rebuckets < 3; {
-		reply, err := s.reserves.do(ctx, r)
+		reply, err := s.batch.do(ctx, r)
 		if err != nil {
 			return state.Outcome{}, err
 		}
@@ -406,7 +408,7 @@ func (s *Store) CommitAll(ctx context.Context, rs []state.Reservation, now time.
 	// rather than lost), and a unit it did not count lapses after
 	// ReservationTTL. Nobody commits or releases them again.
 	defer s.forget(rs)
-	c := newCall(now)
+	c := newCall(s.commits, now)
 	c.keys = make([]string, 0, len(groups))
 	c.rules = make([]rule, 0, len(groups))
 	c.lead, c.per = 2, 3
@@ -420,7 +422,7 @@ func (s *Store) CommitAll(ctx context.Context, rs []state.Reservation, now time.
 	}
 	c.args = append(c.args, members...)
 	for range 3 {
-		reply, err := s.commits.do(ctx, c)
+		reply, err := s.batch.do(ctx, c)
 		if err != nil {
 			return err
 		}
@@ -676,10 +678,10 @@ func (s *Store) Account(ctx context.Context, account string, since time.Time) (s
 	if ok {
 		return e.flag, e.flagged, slices.Clone(e.complaints), nil
 	}
-	c := newCall(since)
+	c := newCall(s.accounts, since)
 	c.keys = []string{s.accountComplaintsKey(account)}
 	c.args = []any{account, sinceScore(since)}
-	raw, err := s.accounts.do(ctx, c)
+	raw, err := s.batch.do(ctx, c)
 	if err != nil {
 		return state.Flag{}, false, nil, err
 	}
