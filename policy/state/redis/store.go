@@ -60,10 +60,11 @@ type Store struct {
 	stop      context.CancelFunc // ends the subscription of standings
 }
 
-// ref is one counter a reservation holds a unit against.
+// ref is one counter a reservation holds a unit against: its key, its
+// hash in Redis (s.counterKey(key), kept for the commit) and its window.
 type ref struct {
-	key    string
-	window time.Duration
+	key, hash string
+	window    time.Duration
 }
 
 // holding is a reservation this daemon made: its member of the held set,
@@ -258,7 +259,7 @@ func (s *Store) ReserveSpare(ctx context.Context, counters []state.Counter, spar
 		}
 		refs := make([]ref, len(counters))
 		for i, c := range counters {
-			refs[i] = ref{c.Key, c.Window}
+			refs[i] = ref{c.Key, r.keys[i], c.Window}
 		}
 		s.mu.Lock()
 		s.pending[id] = holding{withSpares(member, int(g)), refs, int(g)}
@@ -375,9 +376,9 @@ func (s *Store) CommitAll(ctx context.Context, rs []state.Reservation, now time.
 		ref
 		units, back, settle int
 	}
-	var groups []*group
-	var members []any
-	byRef := map[ref]*group{}
+	// A message holds a few counters: a slice searched beats a map.
+	groups := make([]group, 0, 4)
+	members := make([]any, 0, len(rs))
 	s.mu.Lock()
 	for _, r := range rs {
 		h, ok := s.pending[r.ID]
@@ -391,12 +392,12 @@ func (s *Store) CommitAll(ctx context.Context, rs []state.Reservation, now time.
 		}
 		members = append(members, h.member)
 		for _, f := range h.refs {
-			g := byRef[f]
-			if g == nil {
-				g = &group{ref: f}
-				byRef[f] = g
-				groups = append(groups, g)
+			i := slices.IndexFunc(groups, func(g group) bool { return g.ref == f })
+			if i < 0 {
+				i = len(groups)
+				groups = append(groups, group{ref: f})
 			}
+			g := &groups[i]
 			g.units += 1 + r.Spent
 			g.back += h.spare - r.Spent
 			g.settle += h.spare
@@ -415,7 +416,7 @@ func (s *Store) CommitAll(ctx context.Context, rs []state.Reservation, now time.
 	c.args = make([]any, 0, 2+3*len(groups)+len(members))
 	c.args = append(c.args, len(groups), len(members))
 	for _, g := range groups {
-		c.keys = append(c.keys, s.counterKey(g.key))
+		c.keys = append(c.keys, g.hash)
 		need := max((g.window + state.BucketWidth(g.window)).Milliseconds(), 1)
 		c.rules = append(c.rules, rule{int64(g.window), state.BucketOf(now, g.window), s.keyTTL(g.window), need})
 		c.args = append(c.args, g.units, g.back, g.settle)
@@ -462,7 +463,7 @@ func (s *Store) Release(ctx context.Context, r state.Reservation) error {
 	keys := make([]string, 0, 1+len(h.refs))
 	keys = append(keys, s.heldKey())
 	for _, f := range h.refs {
-		keys = append(keys, s.counterKey(f.key))
+		keys = append(keys, f.hash)
 	}
 	// As in CommitAll, done with whatever happens: a unit Redis did not
 	// give back lapses.
