@@ -60,3 +60,33 @@ func TestBenchScript(t *testing.T) {
 		t.Errorf("%d syncs for 440 messages at one session, 75%% of them with a Microsoft recipient", n)
 	}
 }
+
+// ab.sh runs whole in a short form, HEAD against the work tree on the
+// memory backend: both versions build, start and answer, and the pairs and
+// their medians come out. No figure is judged.
+func TestABScript(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds msgate twice and runs the comparison script")
+	}
+	if _, err := exec.LookPath("git"); err != nil {
+		t.Skip("no git")
+	}
+	if err := exec.Command("git", "rev-parse", "HEAD").Run(); err != nil {
+		t.Skip("not in a git checkout")
+	}
+	out := t.TempDir()
+	cmd := exec.Command("bash", "ab.sh", "HEAD")
+	cmd.Env = append(os.Environ(), "AB_PAIRS=2", "AB_MESSAGES=300", "AB_BACKEND=memory", "AB_OUT="+out)
+	b, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("ab.sh: %v\n%s", err, b)
+	}
+	pairs, err := os.ReadFile(filepath.Join(out, "pairs.txt"))
+	if err != nil || strings.Count(string(pairs), "\n") != 2 {
+		t.Fatalf("pairs %q %v\n%s", pairs, err, b)
+	}
+	summary, err := os.ReadFile(filepath.Join(out, "summary.txt"))
+	if err != nil || !regexp.MustCompile(`^median B/A: msg/s [0-9.]+ \(pairs [0-9.]+-[0-9.]+\), CPU a message \(msgate and Redis\) [0-9.]+\n$`).Match(summary) {
+		t.Errorf("summary %q %v\n%s", summary, err, b)
+	}
+}
