@@ -118,17 +118,7 @@ path = "$dir/state/state.db"
 $([ "$backend" = redis ] && echo "redis_url = \"redis://127.0.0.1:$redis_port/1\"")
 [microsoft]
 resolver = "127.0.0.1:$dns_port"
-[[rate]]
-name = "hourly"
-window = "1h"
-limit = 1000000000
-[[rate]]
-name = "daily"
-window = "1d"
-limit = 1000000000
-[mitigation]
-enabled = true
-daily_cap = 1000000000
+$(bench_rules)
 [feedback]
 secret = "$secret"
 EOF

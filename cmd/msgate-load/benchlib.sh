@@ -33,6 +33,27 @@ free_port() {
 	return 1
 }
 
+# bench_rules prints the rules every benchmark's msgate runs: two rate
+# rules and the Microsoft cap, far above any load, so that every message is
+# counted and none is refused.
+bench_rules() {
+	cat <<'EOF'
+[[rate]]
+name = "hourly"
+window = "1h"
+limit = 1000000000
+
+[[rate]]
+name = "daily"
+window = "1d"
+limit = 1000000000
+
+[mitigation]
+enabled = true
+daily_cap = 1000000000
+EOF
+}
+
 # wait_port waits until 127.0.0.1:PORT accepts connections while PID lives
 # (PID 0: no process to watch), at most SECONDS (default 30).
 wait_port() {

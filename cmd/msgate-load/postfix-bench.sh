@@ -188,19 +188,7 @@ redis_url = "redis://127.0.0.1:${redis_port:-6379}/0"
 [microsoft]
 resolver = "127.0.0.1:$dns_port"
 
-[[rate]]
-name = "hourly"
-window = "1h"
-limit = 1000000000
-
-[[rate]]
-name = "daily"
-window = "1d"
-limit = 1000000000
-
-[mitigation]
-enabled = true
-daily_cap = 1000000000
+$(bench_rules)
 EOF
 		if [ "$stamp" = 1 ]; then
 			printf '\n[feedback]\nsecret = "%s"\n' "$secret"
