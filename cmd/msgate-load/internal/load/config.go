@@ -23,6 +23,10 @@ type Config struct {
 	// Sessions is the number of concurrent milter connections, each used
 	// for many messages in turn, as one long SMTP session would.
 	Sessions int
+	// Reconnect opens a new milter connection for every message (dial,
+	// negotiation, connect), as Postfix does for every SMTP connection:
+	// what a milter spends per connection, measured with the message.
+	Reconnect bool
 	// Messages is the number of messages measured, shared by the sessions.
 	Messages int
 	// Warmup messages go first, split among the sessions, and are not
@@ -79,6 +83,7 @@ func (c *Config) Flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.Milter, "milter", c.Milter, "the milter's socket: inet:HOST:PORT, inet6:[HOST]:PORT or unix:/PATH")
 	fs.BoolVar(&c.AllowRemote, "allow-remote", c.AllowRemote, "allow a milter that is not on loopback")
 	fs.IntVar(&c.Sessions, "sessions", c.Sessions, "concurrent milter connections, each reused for many messages")
+	fs.BoolVar(&c.Reconnect, "reconnect", c.Reconnect, "open a new milter connection for every message, as Postfix does for every SMTP connection")
 	fs.IntVar(&c.Messages, "messages", c.Messages, "messages measured, in total")
 	fs.IntVar(&c.Warmup, "warmup", c.Warmup, "messages sent first and not measured")
 	fs.Var((*rcptRange)(c), "rcpts", "recipients per message: N, or MIN-MAX (uniform)")

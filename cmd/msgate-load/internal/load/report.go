@@ -19,6 +19,7 @@ type Report struct {
 	Negotiated Negotiation       `json:"negotiated"`
 
 	Sessions      int     `json:"sessions"`
+	Reconnect     bool    `json:"reconnect"`
 	AuthSessions  int     `json:"authenticated_sessions"`
 	Messages      int     `json:"messages"`
 	Warmup        int     `json:"warmup"`
@@ -72,6 +73,7 @@ func (r *Report) describe(cfg Config, c *milterclient.Conn) {
 	r.Milter = cfg.Milter
 	r.Tags = cfg.Tags
 	r.Sessions, r.AuthSessions = cfg.Sessions, cfg.authSessions()
+	r.Reconnect = cfg.Reconnect
 	r.Messages, r.Warmup = cfg.Messages, cfg.Warmup
 	r.Rcpts = (*rcptRange)(&cfg).String()
 	r.MSFraction, r.Accounts, r.BodySize = cfg.MSFraction, cfg.Accounts, cfg.BodySize
@@ -148,6 +150,9 @@ func (r *Report) WriteText(w io.Writer) {
 	}
 	fmt.Fprintf(w, "load: %d sessions (%d authenticated), %d messages after %d warm-up, recipients per message: %s, %.0f%% at Microsoft, %d accounts, %d-byte bodies\n",
 		r.Sessions, r.AuthSessions, r.Messages, r.Warmup, r.Rcpts, 100*r.MSFraction, r.Accounts, r.BodySize)
+	if r.Reconnect {
+		fmt.Fprintln(w, "  a new milter connection for every message")
+	}
 	fmt.Fprintf(w, "  %d messages (%d recipients) in %.3fs: %.0f msg/s, %.0f rcpt/s, %.2f round trips per message\n",
 		r.Completed, r.Recipients, r.Elapsed, r.Rate, r.RcptRate, r.RoundTrips)
 	l := r.Latency

@@ -73,8 +73,8 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	for _, s := range sessions {
 		s.lat = make([]time.Duration, 0, cfg.Messages/len(sessions)+cfg.Messages/8+1)
 		wg.Go(func() {
-			before := s.conn.RoundTrips()
-			defer func() { s.roundTrips = s.conn.RoundTrips() - before }()
+			before := s.trips()
+			defer func() { s.roundTrips = s.trips() - before }()
 			for ctx.Err() == nil && next.Add(1) <= int64(cfg.Messages) {
 				if !s.send(ctx, cfg.Timeout, true, fail) {
 					return
@@ -109,7 +109,11 @@ type session struct {
 
 	completed, rcpts, aborted int
 	roundTrips                uint64
-	err                       error
+	// redial, when set, opens a new connection for every message;
+	// closedTrips are the round trips of the connections closed so far.
+	redial      func() (*milterclient.Conn, error)
+	closedTrips uint64
+	err         error
 }
 
 // openSessions dials, negotiates and opens every session at once.
@@ -125,6 +129,11 @@ func openSessions(ctx context.Context, cfg Config, w *workload, network, address
 				return
 			}
 			s := &session{conn: conn, gen: w.generator(i), outcomes: make(Outcomes)}
+			if cfg.Reconnect {
+				s.redial = func() (*milterclient.Conn, error) {
+					return milterclient.Dial(ctx, network, address, milterclient.Options{Timeout: cfg.Timeout})
+				}
+			}
 			conn.SetDeadline(time.Now().Add(cfg.Timeout))
 			if _, err := conn.Open(s.gen.client()); err != nil {
 				conn.Close()
@@ -156,14 +165,39 @@ func openSessions(ctx context.Context, cfg Config, w *workload, network, address
 	return nil, fmt.Errorf("opening sessions: %d of %d failed, the first: %w", failed, cfg.Sessions, first)
 }
 
+// reconnect replaces the session's connection by a new one, negotiated
+// and opened, when the run opens one per message.
+func (s *session) reconnect(deadline time.Time) error {
+	if s.redial == nil {
+		return nil
+	}
+	s.closedTrips += s.conn.RoundTrips()
+	s.conn.Close()
+	conn, err := s.redial()
+	if err != nil {
+		return err
+	}
+	s.conn = conn
+	conn.SetDeadline(deadline)
+	_, err = conn.Open(s.gen.client())
+	return err
+}
+
+// trips is the round trips of the session's connections so far.
+func (s *session) trips() uint64 { return s.closedTrips + s.conn.RoundTrips() }
+
 // send sends the session's next message and, if measure, records it. It
 // returns false when the session cannot go on; a milter failure is
 // recorded and stops the run, unless the run was already stopping.
 func (s *session) send(ctx context.Context, timeout time.Duration, measure bool, fail context.CancelCauseFunc) bool {
 	m := s.gen.next()
 	t0 := time.Now()
-	s.conn.SetDeadline(t0.Add(timeout))
-	if err := s.conn.Send(m, &s.res); err != nil {
+	err := s.reconnect(t0.Add(timeout))
+	if err == nil {
+		s.conn.SetDeadline(t0.Add(timeout))
+		err = s.conn.Send(m, &s.res)
+	}
+	if err != nil {
 		if ctx.Err() == nil {
 			s.err = err
 			fail(err)

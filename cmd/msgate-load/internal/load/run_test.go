@@ -257,3 +257,32 @@ func TestRunUnixSocket(t *testing.T) {
 		t.Errorf("completed %d, errors %d", rep.Completed, rep.Errors)
 	}
 }
+
+// With Reconnect every message comes on a connection of its own, opened
+// and negotiated as at the start: one milter session per message, plus the
+// ones opened first, each with its connect stage.
+func TestRunReconnect(t *testing.T) {
+	srv, p := newPolicyServer(0)
+	var opened atomic.Int64
+	newMilter := srv.NewMilter
+	srv.NewMilter = func() gomilter.Milter { opened.Add(1); return newMilter() }
+	cfg := testConfig(serve(t, srv))
+	cfg.Reconnect = true
+	rep, err := Run(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Completed != 400 || rep.Errors != 0 || !rep.Reconnect {
+		t.Errorf("completed %d, errors %d, reconnect %v", rep.Completed, rep.Errors, rep.Reconnect)
+	}
+	want := int64(cfg.Sessions + cfg.Warmup + cfg.Messages)
+	if n := opened.Load(); n != want {
+		t.Errorf("%d milter sessions, want %d", n, want)
+	}
+	if n := p.withClientAddr.Load(); n != want {
+		t.Errorf("%d connect stages with the client's macros, want %d", n, want)
+	}
+	if rep.RoundTrips < 4 {
+		t.Errorf("%v round trips per message: the negotiation and connect are missing", rep.RoundTrips)
+	}
+}
