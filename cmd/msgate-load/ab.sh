@@ -76,7 +76,7 @@ build B "${2:-}"
 go build -o "$work/msgate-load" ./cmd/msgate-load
 
 dns_port=$(free_port)
-"$work/msgate-load" dns -listen "127.0.0.1:$dns_port" -m365 contoso.example >"$work/dns.log" 2>&1 &
+"$work/msgate-load" dns -listen "127.0.0.1:$dns_port" -m365 "$m365_domains" >"$work/dns.log" 2>&1 &
 pids+=("$!")
 sleep 0.3 # it answers on UDP: no port to wait for
 kill -0 "$!" 2>/dev/null || { log "msgate-load dns did not start: $(cat "$work/dns.log")"; exit 1; }
@@ -104,24 +104,9 @@ run() {
 	dir=$work/run-$seq-$name
 	mkdir -p "$dir"
 	[ "$backend" = redis ] && redis-cli -p "$redis_port" -n 1 flushdb >/dev/null
-	cat >"$dir/msgate.toml" <<EOF
-[milter]
-listen = "inet:127.0.0.1:$port"
-[admin]
-listen = "inet:127.0.0.1:$admin"
-[log]
-level = "info"
-format = "json"
-[state]
-backend = "$backend"
-path = "$dir/state/state.db"
-$([ "$backend" = redis ] && echo "redis_url = \"redis://127.0.0.1:$redis_port/1\"")
-[microsoft]
-resolver = "127.0.0.1:$dns_port"
-$(bench_rules)
-[feedback]
-secret = "$secret"
-EOF
+	local url=""
+	[ "$backend" = redis ] && url=redis://127.0.0.1:$redis_port/1
+	bench_config "inet:127.0.0.1:$port" "$admin" "$backend" "$dir/state/state.db" "$url" "$dns_port" "$secret" >"$dir/msgate.toml"
 	"$work/msgate-$name" serve -config "$dir/msgate.toml" >"$dir/msgate.log" 2>&1 &
 	pid=$!
 	pids+=("$pid")
@@ -129,8 +114,7 @@ EOF
 	m0=$(ticks "$pid") r0=$(ticks "$redis_pid")
 	"$work/msgate-load" -milter "inet:127.0.0.1:$port" -sessions "$sessions" -rcpts "$rcpts" \
 		-messages "$messages" -warmup 0 -ms-fraction 0.75 \
-		-ms-domains outlook.com,hotmail.com,live.com,msn.com,hotmail.co.uk,outlook.fr,contoso.example \
-		-other-domains example.com,example.net,example.org,mail.example,corp.example \
+		-ms-domains "$ms_domains" -other-domains "$other_domains" \
 		-accounts 1000 -auth-fraction 1 -duration 10m -json >"$out/run-$seq-$name.json" 2>"$dir/load.log"
 	m1=$(ticks "$pid") r1=$(ticks "$redis_pid")
 	stop "$pid"

@@ -83,9 +83,6 @@ fi
 warmup=$((messages / 10))
 ms_fraction=${BENCH_MS_FRACTION:-0.75}
 accounts=${BENCH_ACCOUNTS:-1000}
-ms_domains=outlook.com,hotmail.com,live.com,msn.com,hotmail.co.uk,outlook.fr,contoso.example
-m365_domains=contoso.example
-other_domains=example.com,example.net,example.org,mail.example,corp.example
 read -r -a scenarios <<<"${BENCH_SCENARIOS:-32x1 32x3 1x1}"
 for s in "${scenarios[@]}"; do
 	[[ $s =~ ^[1-9][0-9]*x[1-9][0-9]*$ ]] || { echo "BENCH_SCENARIOS: $s is not SESSIONSxRCPTS (e.g. 32x1)" >&2; exit 2; }
@@ -325,31 +322,8 @@ start_msgate() {
 	mdir=$work/$key
 	mkdir -p "$mdir"
 	port=$(free_port)
-	cat >"$mdir/msgate.toml" <<EOF
-[milter]
-listen = "inet:127.0.0.1:$port"
-
-[admin]
-listen = "inet:127.0.0.1:$admin_port"
-
-[log]
-level = "info"
-format = "json"
-
-[state]
-backend = "$backend"
-path = "$mdir/state/state.db"
-redis_url = "redis://127.0.0.1:${redis:-6379}/1"
-redis_prefix = "msgate-bench"
-
-[microsoft]
-resolver = "127.0.0.1:$dns_port"
-
-$(bench_rules)
-
-[feedback]
-secret = "$secret"
-EOF
+	bench_config "inet:127.0.0.1:$port" "$admin_port" "$backend" "$mdir/state/state.db" \
+		"redis://127.0.0.1:${redis:-6379}/1" "$dns_port" "$secret" >"$mdir/msgate.toml"
 	if [ "$backend" = embedded ] && [ "$(stat -f -c %T "$mdir")" = tmpfs ]; then
 		log "warning: $mdir is on tmpfs: msgate's durable writes cost nothing there"
 	fi

@@ -33,6 +33,44 @@ free_port() {
 	return 1
 }
 
+# The workload's recipient domains, as msgate-load and msgate-load dns
+# take them: Microsoft consumer domains and one Microsoft 365 tenant
+# (found by its MX), and domains that are not Microsoft's.
+ms_domains=outlook.com,hotmail.com,live.com,msn.com,hotmail.co.uk,outlook.fr,contoso.example
+m365_domains=contoso.example
+other_domains=example.com,example.net,example.org,mail.example,corp.example
+
+# bench_config LISTEN ADMIN-PORT BACKEND STATE-PATH REDIS-URL DNS-PORT SECRET
+# prints a benchmark msgate's config: its milter socket, its admin API on
+# loopback, info logs as JSON, its state (REDIS-URL may be empty), MX
+# lookups through msgate-load dns, bench_rules and stamping with SECRET.
+bench_config() {
+	cat <<EOF
+[milter]
+listen = "$1"
+
+[admin]
+listen = "inet:127.0.0.1:$2"
+
+[log]
+level = "info"
+format = "json"
+
+[state]
+backend = "$3"
+path = "$4"
+$([ -n "$5" ] && printf 'redis_url = "%s"\nredis_prefix = "msgate-bench"\n' "$5")
+
+[microsoft]
+resolver = "127.0.0.1:$6"
+
+$(bench_rules)
+
+[feedback]
+secret = "$7"
+EOF
+}
+
 # bench_rules prints the rules every benchmark's msgate runs: two rate
 # rules and the Microsoft cap, far above any load, so that every message is
 # counted and none is refused.

@@ -238,21 +238,27 @@ func (b *batcher) send(batch []*call) {
 			groups[i] = append(groups[i], c)
 		}
 	}
+	type sent struct {
+		keys []string
+		args []any
+		cmd  *goredis.Cmd
+	}
 	pipe := b.s.c.Pipeline()
-	cmds := make([]*goredis.Cmd, len(groups))
+	out := make([]sent, len(groups))
 	for i, g := range groups {
-		keys, args := encode(g[0].kind, g)
-		cmds[i] = g[0].kind.script.EvalSha(ctx, pipe, keys, args...)
+		o := &out[i]
+		o.keys, o.args = encode(g[0].kind, g)
+		o.cmd = g[0].kind.script.EvalSha(ctx, pipe, o.keys, o.args...)
 	}
 	_, _ = pipe.Exec(ctx) // each command's error is its own
 	for i, g := range groups {
-		if goredis.HasErrorPrefix(cmds[i].Err(), "NOSCRIPT") {
+		o := &out[i]
+		if goredis.HasErrorPrefix(o.cmd.Err(), "NOSCRIPT") {
 			// Redis lost its scripts (a restart, SCRIPT FLUSH): this
 			// one again, which loads it.
-			keys, args := encode(g[0].kind, g)
-			cmds[i] = g[0].kind.script.Run(ctx, b.s.c, keys, args...)
+			o.cmd = g[0].kind.script.Run(ctx, b.s.c, o.keys, o.args...)
 		}
-		answer(g, cmds[i])
+		answer(g, o.cmd)
 	}
 }
 
@@ -277,10 +283,10 @@ func answer(batch []*call, cmd *goredis.Cmd) {
 // call's. The rules of the calls' counters go once each in a table after
 // the head, and each counter names its rule by number: in a batch of
 // messages from many accounts most counters share a few rules, and what
-// Redis spends on a script grows with the arguments it parses (5% fewer
-// instructions in Redis a message, callgrind on redis-server, 2026-12-04).
-func encode(b *kind, batch []*call) ([]string, []any) {
-	nk, na := len(b.keys), 0
+// Redis spends on a script grows with the arguments it parses (405k ->
+// 382k instructions a message in Redis, callgrind.sh, 2026-12-04).
+func encode(k *kind, batch []*call) ([]string, []any) {
+	nk, na := len(k.keys), 0
 	var table []rule
 	for _, c := range batch {
 		nk, na = nk+len(c.keys), na+len(c.args)+len(c.rules)
@@ -290,13 +296,13 @@ func encode(b *kind, batch []*call) ([]string, []any) {
 			}
 		}
 	}
-	keys := append(make([]string, 0, nk), b.keys...)
-	args := b.head(batch)
-	if b.ruleLen > 0 {
-		args = slices.Grow(args, 1+b.ruleLen*len(table)+na)
+	keys := append(make([]string, 0, nk), k.keys...)
+	args := k.head(batch)
+	if k.ruleLen > 0 {
+		args = slices.Grow(args, 1+k.ruleLen*len(table)+na)
 		args = append(args, len(table))
 		for _, r := range table {
-			for _, v := range r[:b.ruleLen] {
+			for _, v := range r[:k.ruleLen] {
 				args = append(args, v)
 			}
 		}

@@ -8,13 +8,13 @@ import (
 // TestEncodeRules: a batch sends each distinct rule once, after the head,
 // and every counter its rule's number before its own values.
 func TestEncodeRules(t *testing.T) {
-	b := &kind{keys: []string{"held"}, ruleLen: 2, head: func(batch []*call) []any { return []any{len(batch)} }}
+	k := &kind{keys: []string{"held"}, ruleLen: 2, head: func(batch []*call) []any { return []any{len(batch)} }}
 	hourly, daily := rule{3600, 10}, rule{86400, 20}
 	one := &call{keys: []string{"a/h", "a/d"}, rules: []rule{hourly, daily}, lead: 1, per: 1,
 		args: []any{"m1", "u1", "u2", "tail1"}}
 	two := &call{keys: []string{"b/d"}, rules: []rule{daily}, lead: 1, per: 1, args: []any{"m2", "u3"}}
 	plain := &call{keys: []string{"c"}, args: []any{"x", "y"}}
-	keys, args := encode(b, []*call{one, two, plain})
+	keys, args := encode(k, []*call{one, two, plain})
 	if want := []string{"held", "a/h", "a/d", "b/d", "c"}; !slices.Equal(keys, want) {
 		t.Errorf("keys %v, want %v", keys, want)
 	}

@@ -216,9 +216,9 @@ for _, c in ipairs(order) do
   local s = st[c]
   if s.add > 0 then
     -- one HSET of what the batch read and changed, not an HINCRBY per
-    -- field (the script is atomic): one call less per counter, 3% of
-    -- Redis's instructions a message (callgrind, 2026-12-04; the same
-    -- done in the commit script measured 5% more, not less)
+    -- field (the script is atomic): one call less per counter, 382k ->
+    -- 370k instructions a message in Redis (callgrind.sh, 2026-12-04);
+    -- folding the commit script's writes so measured 361k -> 371k, more
     local f = {'t', s.t + s.add}
     if s.spadd > 0 then f[3], f[4] = 's', s.sp + s.spadd end
     if s.fresh then f[#f+1], f[#f+2] = 'w', s.w end

@@ -171,12 +171,13 @@ func (s *session) reconnect(deadline time.Time) error {
 	if s.redial == nil {
 		return nil
 	}
-	s.closedTrips += s.conn.RoundTrips()
-	s.conn.Close()
+	old := s.conn
+	old.Close()
 	conn, err := s.redial()
 	if err != nil {
-		return err
+		return err // old stays, closed, and counted once by trips
 	}
+	s.closedTrips += old.RoundTrips()
 	s.conn = conn
 	conn.SetDeadline(deadline)
 	_, err = conn.Open(s.gen.client())
